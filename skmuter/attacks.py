@@ -1,0 +1,496 @@
+"""Adversarial attacks and the exact worst case of linear models.
+
+Two kinds of object live here.
+
+* :class:`PGD` and :class:`FGSM` are cloneable parameter objects in the
+  scikit-learn sense: they store a threat model (``epsilon``, ``norm``,
+  ``clip``) and an iterative recipe. Passed as the ``attack`` parameter of an
+  estimator, their parameters are reachable as ``attack__epsilon`` in a grid
+  search. :meth:`PGD.perturb` runs the attack on any model that supplies the
+  gradient of its loss with respect to the input.
+* :class:`Threat` is the validated threat model. For a linear score
+  ``z = w . x + b`` the worst case over the ball (intersected with the input
+  box when ``clip`` is set) has an exact answer, which :class:`BoundThreat`
+  computes: in closed form for l_inf (with or without box) and l_2 without box,
+  and by an exact one-dimensional search over sorted break points for l_2 with
+  a box. PGD and FGSM can never beat it on a linear model.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+__all__ = ["PGD", "FGSM", "Threat", "BoundThreat", "resolve_attack"]
+
+DEFAULT_EPSILON = 0.1
+
+
+def _parse_norm(norm):
+    if isinstance(norm, str):
+        key = norm.lower()
+        if key in ("inf", "linf", "l_inf"):
+            return "inf"
+        if key in ("2", "l2", "l_2"):
+            return 2
+    elif isinstance(norm, numbers.Real) and not isinstance(norm, bool):
+        if np.isinf(norm):
+            return "inf"
+        if norm == 2:
+            return 2
+    raise ValueError(f"norm must be 'inf' or 2, got {norm!r}.")
+
+
+class _Attack(BaseEstimator):
+    """Shared validation and projection of the attacks."""
+
+    def _step_size(self) -> float:
+        raise NotImplementedError
+
+    def threat(self, n_features: int | None = None) -> "Threat":
+        """Return the validated :class:`Threat` of this attack.
+
+        Parameters
+        ----------
+        n_features : int, optional
+            Number of input features, used to check per-feature ``clip`` bounds.
+        """
+        return Threat(self.epsilon, self.norm, self.clip, n_features)
+
+    def _check(self, n_features):
+        threat = self.threat(n_features)
+        step = self._step_size()
+        if not np.isfinite(step) or step < 0:
+            raise ValueError(f"step_size must be a finite non-negative number, got {step!r}.")
+        if step > threat.epsilon * (1 + 1e-12) and threat.epsilon > 0:
+            raise ValueError(
+                f"step_size={step!r} is larger than epsilon={threat.epsilon!r}; "
+                "a step larger than the ball only overshoots."
+            )
+        return threat, step
+
+    def _start(self, X, threat, rng):
+        if not self.random_start or threat.epsilon == 0:
+            return np.zeros_like(X)
+        if threat.norm == "inf":
+            delta = rng.uniform(-threat.epsilon, threat.epsilon, size=X.shape)
+        else:
+            direction = rng.standard_normal(X.shape)
+            direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-300)
+            radius = threat.epsilon * rng.uniform(size=(X.shape[0], 1)) ** (1.0 / X.shape[1])
+            delta = direction * radius
+        return threat.project(X, delta)
+
+    def _ascend(self, X, y, delta, input_grad, threat, step):
+        g = np.asarray(input_grad(X + delta, y), dtype=np.float64)
+        if threat.norm == "inf":
+            move = np.sign(g)
+        else:
+            norms = np.linalg.norm(g, axis=1, keepdims=True)
+            move = np.divide(g, norms, out=np.zeros_like(g), where=norms > 0)
+        return threat.project(X, delta + step * move)
+
+    def perturb(self, X, y, input_grad):
+        """Return adversarial inputs ``X + delta`` found by the attack.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Clean inputs (inside ``clip`` when it is set).
+        y : ndarray of shape (n_samples,)
+            Targets, passed through to ``input_grad``.
+        input_grad : callable
+            ``input_grad(X_adv, y)`` returns the gradient of each sample's loss
+            with respect to its input, shape ``(n_samples, n_features)``.
+
+        Returns
+        -------
+        X_adv : ndarray of shape (n_samples, n_features)
+        """
+        X = np.asarray(X, dtype=np.float64)
+        threat, step = self._check(X.shape[1])
+        threat.check_inside(X)
+        rng = check_random_state(self.random_state)
+        delta = self._start(X, threat, rng)
+        for _ in range(self._n_steps()):
+            delta = self._ascend(X, y, delta, input_grad, threat, step)
+        return X + delta
+
+
+class PGD(_Attack):
+    """Projected gradient descent attack (Madry et al., 2018).
+
+    Parameters
+    ----------
+    epsilon : float
+        Radius of the perturbation ball.
+    norm : {'inf', 2}, default='inf'
+        Norm of the ball.
+    step_size : float, default=None
+        Step of each iteration; ``None`` means ``min(epsilon, 2.5 * epsilon / n_steps)``.
+        Must not exceed ``epsilon``.
+    n_steps : int, default=10
+        Number of ascent steps.
+    random_start : bool, default=True
+        Start from a uniformly random point of the ball.
+    clip : None or (low, high), default=None
+        Bounds of the input domain, scalars or per-feature arrays. ``None``
+        means unbounded inputs (tabular data); images use ``(0, 1)``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random start.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter.attacks import PGD
+    >>> attack = PGD(epsilon=0.1, clip=(0, 1), random_state=0)
+    >>> X = np.full((2, 3), 0.5); y = np.array([1.0, -1.0])
+    >>> w = np.array([1.0, -2.0, 0.5])
+    >>> X_adv = attack.perturb(X, y, lambda Xa, ya: -ya[:, None] * w)
+    >>> np.round(X_adv - X, 3)
+    array([[-0.1,  0.1, -0.1],
+           [ 0.1, -0.1,  0.1]])
+    """
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        norm="inf",
+        step_size=None,
+        n_steps=10,
+        random_start=True,
+        clip=None,
+        random_state=None,
+    ):
+        self.epsilon = epsilon
+        self.norm = norm
+        self.step_size = step_size
+        self.n_steps = n_steps
+        self.random_start = random_start
+        self.clip = clip
+        self.random_state = random_state
+
+    def _n_steps(self):
+        if not isinstance(self.n_steps, numbers.Integral) or self.n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {self.n_steps!r}.")
+        return int(self.n_steps)
+
+    def _step_size(self):
+        if self.step_size is None:
+            return min(float(self.epsilon), 2.5 * float(self.epsilon) / self._n_steps())
+        return float(self.step_size)
+
+
+class FGSM(_Attack):
+    """Fast gradient sign method (Goodfellow et al., 2015): one step.
+
+    With ``random_start=True`` it is the "FGSM with random start" of Wong et
+    al. (2020), the variant the MUter paper calls FGSM.
+
+    Parameters
+    ----------
+    epsilon : float
+        Radius of the perturbation ball.
+    norm : {'inf', 2}, default='inf'
+        Norm of the ball (for 2 the step follows the normalised gradient).
+    clip : None or (low, high), default=None
+        Bounds of the input domain, scalars or per-feature arrays.
+    random_start : bool, default=False
+        Start from a uniformly random point of the ball.
+    step_size : float, default=None
+        Size of the single step, ``None`` means ``epsilon``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random start.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter.attacks import FGSM
+    >>> X = np.zeros((1, 2)); y = np.array([1.0])
+    >>> FGSM(epsilon=0.5).perturb(X, y, lambda Xa, ya: np.array([[2.0, -1.0]]))
+    array([[ 0.5, -0.5]])
+    """
+
+    def __init__(
+        self,
+        epsilon=DEFAULT_EPSILON,
+        norm="inf",
+        clip=None,
+        random_start=False,
+        step_size=None,
+        random_state=None,
+    ):
+        self.epsilon = epsilon
+        self.norm = norm
+        self.clip = clip
+        self.random_start = random_start
+        self.step_size = step_size
+        self.random_state = random_state
+
+    def _n_steps(self):
+        return 1
+
+    def _step_size(self):
+        return float(self.epsilon if self.step_size is None else self.step_size)
+
+
+def resolve_attack(attack):
+    """Turn the ``attack`` parameter of an estimator into an attack object.
+
+    ``'pgd'`` and ``'fgsm'`` give :class:`PGD` and :class:`FGSM` with
+    ``epsilon=0.1`` and no input box; an attack object is returned unchanged.
+    """
+    if isinstance(attack, str):
+        key = attack.lower()
+        if key == "pgd":
+            return PGD()
+        if key == "fgsm":
+            return FGSM()
+        raise ValueError(f"attack must be 'pgd', 'fgsm' or an attack object, got {attack!r}.")
+    if isinstance(attack, _Attack):
+        return attack
+    raise TypeError(
+        "attack must be 'pgd', 'fgsm' or an attack object such as "
+        f"skmuter.attacks.PGD(epsilon=...), got {type(attack).__name__}."
+    )
+
+
+class Threat:
+    """A validated threat model: a norm ball, optionally inside an input box.
+
+    Parameters
+    ----------
+    epsilon : float
+        Radius, ``>= 0``.
+    norm : {'inf', 2}
+        Norm of the ball.
+    clip : None or (low, high)
+        Box of the input domain, scalars or arrays of length ``n_features``.
+    n_features : int, optional
+        Checks the shape of per-feature bounds.
+    """
+
+    def __init__(self, epsilon, norm="inf", clip=None, n_features=None):
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+            raise TypeError(f"epsilon must be a real number, got {epsilon!r}.")
+        if not np.isfinite(epsilon) or epsilon < 0:
+            raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
+        self.epsilon = float(epsilon)
+        self.norm = _parse_norm(norm)
+        self.low = self.high = None
+        if clip is not None:
+            try:
+                low, high = clip
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"clip must be None or a pair (low, high), got {clip!r}."
+                ) from None
+            low = np.asarray(low, dtype=np.float64)
+            high = np.asarray(high, dtype=np.float64)
+            for name, bound in (("low", low), ("high", high)):
+                if bound.ndim > 1 or (
+                    bound.ndim == 1 and n_features is not None and bound.shape[0] != n_features
+                ):
+                    raise ValueError(
+                        f"clip {name} bound must be a scalar or an array of length "
+                        f"n_features={n_features}, got shape {bound.shape}."
+                    )
+                if np.isnan(bound).any():
+                    raise ValueError(f"clip {name} bound contains NaN.")
+            if np.any(low > high):
+                raise ValueError(f"clip is inverted: low > high in {clip!r}.")
+            self.low, self.high = low, high
+
+    @property
+    def boxed(self) -> bool:
+        return self.low is not None
+
+    def check_inside(self, X):
+        """Raise ``ValueError`` if some input lies outside the box."""
+        if not self.boxed:
+            return
+        tol = 1e-12
+        if np.any(X < self.low - tol) or np.any(X > self.high + tol):
+            raise ValueError(
+                "X has values outside clip=(low, high); the attack box must contain the "
+                "clean inputs (rescale X or widen clip)."
+            )
+
+    def project(self, X, delta):
+        """Project perturbations onto the ball, then onto the box around ``X``."""
+        if self.norm == "inf":
+            delta = np.clip(delta, -self.epsilon, self.epsilon)
+        else:
+            norms = np.linalg.norm(delta, axis=1, keepdims=True)
+            scale = np.minimum(1.0, self.epsilon / np.maximum(norms, 1e-300))
+            delta = delta * scale
+        if self.boxed:
+            # Clipping moves each coordinate towards 0, so the norm never grows.
+            delta = np.clip(X + delta, self.low, self.high) - X
+        return delta
+
+    def bind(self, X) -> "BoundThreat":
+        """Return the exact worst-case oracle of a linear model on rows ``X``."""
+        return BoundThreat(self, X)
+
+
+def _matvec(M, v, n):
+    """``M @ v`` where ``M`` may be a scalar standing for a constant matrix."""
+    if np.ndim(M) == 0:
+        return np.full(n, float(M) * v.sum())
+    return M @ v
+
+
+def _rmatvec(M, h, d):
+    """``M.T @ h`` where ``M`` may be a scalar standing for a constant matrix."""
+    if np.ndim(M) == 0:
+        return np.full(d, float(M) * h.sum())
+    return h @ M
+
+
+class BoundThreat:
+    """Exact worst case of a linear score on fixed rows ``X``.
+
+    For a direction ``s_i`` in {-1, +1} per row and weights ``w``, the
+    adversary maximises ``s_i * w . delta_i`` over the threat set of row ``i``.
+    ``shift`` is that maximum (>= 0), ``delta`` the maximiser; the worst-case
+    score is ``z_i + s_i * shift_i``.
+
+    For l_inf the room of each coordinate is ``P = min(eps, x - low)`` below
+    and ``Q = min(eps, high - x)`` above (scalars ``eps`` without box): the
+    maximiser takes ``Q`` where ``s w_j > 0`` and ``-P`` where ``s w_j < 0``.
+    """
+
+    def __init__(self, threat: Threat, X):
+        self.threat = threat
+        self.X = X
+        self.n, self.d = X.shape
+        eps = threat.epsilon
+        if threat.boxed:
+            # For l_2 the box room is capped at eps too: harmless, |delta_j| <= eps.
+            self.P = np.minimum(eps, X - threat.low)
+            self.Q = np.minimum(eps, threat.high - X)
+            np.maximum(self.P, 0.0, out=self.P)
+            np.maximum(self.Q, 0.0, out=self.Q)
+        else:
+            self.P = self.Q = eps
+
+    # ---- l_inf pieces, linear in (w+, w-) --------------------------------
+    def linf_shifts(self, wp, wm):
+        """Return ``(up, down)``: the l_inf shifts for ``s=+1`` and ``s=-1``."""
+        n = self.n
+        up = _matvec(self.Q, wp, n) + _matvec(self.P, wm, n)
+        down = _matvec(self.P, wp, n) + _matvec(self.Q, wm, n)
+        return up, down
+
+    def linf_split_grads(self, g, s):
+        """Return ``(A, B)``: gradients of ``sum_i g_i s_i shift_i`` in ``w+`` and ``w-``."""
+        d = self.d
+        gp = np.where(s > 0, g, 0.0)
+        gm = np.where(s > 0, 0.0, g)
+        A = _rmatvec(self.Q, gp, d) - _rmatvec(self.P, gm, d)
+        B = _rmatvec(self.P, gp, d) - _rmatvec(self.Q, gm, d)
+        return A, B
+
+    # ---- general interface ------------------------------------------------
+    def shifts(self, w):
+        """Return ``(up, down)`` for both directions at weights ``w``."""
+        if self.threat.norm == "inf":
+            return self.linf_shifts(np.maximum(w, 0.0), np.maximum(-w, 0.0))
+        if not self.threat.boxed:
+            t = np.full(self.n, self.threat.epsilon * np.linalg.norm(w))
+            return t, t
+        up = np.einsum("ij,j->i", self._l2_box_delta(w, np.ones(self.n))[0], w)
+        down = -np.einsum("ij,j->i", self._l2_box_delta(w, -np.ones(self.n))[0], w)
+        return up, down
+
+    def delta(self, w, s, cols=None):
+        """Return the maximiser ``delta`` (rows x ``cols``) for directions ``s``."""
+        s = np.asarray(s, dtype=np.float64)
+        if self.threat.norm == "inf":
+            idx = slice(None) if cols is None else cols
+            sw = s[:, None] * w[idx][None, :]
+            P = self.P if np.ndim(self.P) == 0 else self.P[:, idx]
+            Q = self.Q if np.ndim(self.Q) == 0 else self.Q[:, idx]
+            return np.where(sw > 0, Q, np.where(sw < 0, -P, 0.0))
+        if not self.threat.boxed:
+            nw = np.linalg.norm(w)
+            unit = w / nw if nw > 0 else np.zeros_like(w)
+            out = self.threat.epsilon * s[:, None] * unit[None, :]
+        else:
+            out = self._l2_box_delta(w, s)[0]
+        return out if cols is None else out[:, cols]
+
+    def deltaT_dot(self, w, s, g):
+        """Return ``sum_i g_i delta_i`` without forming ``delta`` where possible."""
+        if self.threat.norm == "inf":
+            A, B = self.linf_split_grads(g, s)
+            return np.where(w > 0, A, np.where(w < 0, -B, 0.0))
+        if not self.threat.boxed:
+            nw = np.linalg.norm(w)
+            if nw == 0:
+                return np.zeros(self.d)
+            return self.threat.epsilon * float(np.dot(g, s)) * w / nw
+        return g @ self._l2_box_delta(w, s)[0]
+
+    def l2_curvature(self, w, s):
+        """Curvature of the l_2 shift: ``shift_i`` is ``eps_F,i * ||w_{F_i}||`` plus a
+        linear term, so its Hessian is ``eps_F,i / rho_i * (I_F - w_F w_F^T / rho_i^2)``.
+
+        Returns ``(scale, F, rho)`` with ``scale = eps_F / rho`` (0 where the ball
+        is inactive), ``F`` the free-coordinate mask (None: all free) and
+        ``rho = ||w_F||``.
+        """
+        if not self.threat.boxed:
+            rho = np.linalg.norm(w)
+            scale = self.threat.epsilon / rho if rho > 0 else 0.0
+            return np.full(self.n, scale), None, np.full(self.n, rho)
+        _, F, eps_f = self._l2_box_delta(w, s)
+        rho = np.sqrt(((F * w) ** 2).sum(axis=1))
+        scale = np.divide(eps_f, rho, out=np.zeros(self.n), where=rho > 0)
+        return scale, F, rho
+
+    def _l2_box_delta(self, w, s):
+        """Maximise ``u . delta`` over ``||delta||_2 <= eps`` and ``-P <= delta <= Q``.
+
+        The maximiser is ``clip(lam * u, -P, Q)`` for the ``lam`` at which its
+        norm reaches ``eps`` (or the box corner when that lies inside the ball).
+        Break points ``|corner_j| / |u_j|`` are sorted per row and the segment
+        holding ``eps`` found from cumulative sums: exact, no iteration.
+        Returns ``(delta, free_mask, eps_free)``.
+        """
+        eps = self.threat.epsilon
+        u = s[:, None] * w[None, :]
+        P = np.broadcast_to(self.P, u.shape)
+        Q = np.broadcast_to(self.Q, u.shape)
+        corner = np.where(u > 0, Q, np.where(u < 0, -P, 0.0))
+        au = np.abs(u)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            brk = np.where(au > 0, np.abs(corner) / au, np.inf)
+        order = np.argsort(brk, axis=1)
+        b_s = np.take_along_axis(brk, order, axis=1)
+        c2 = np.take_along_axis(corner**2, order, axis=1)
+        u2 = np.take_along_axis(au**2, order, axis=1)
+        clipped_before = np.cumsum(c2, axis=1) - c2  # sum_{m<k} c_m^2
+        free_from = np.cumsum(u2[:, ::-1], axis=1)[:, ::-1]  # sum_{m>=k} u_m^2
+        finite = np.isfinite(b_s)
+        # Squared norm of the maximiser at each break point; past the last finite
+        # break point only zero-direction coordinates remain and the norm stays put.
+        norm_at = clipped_before + np.where(finite, np.where(finite, b_s, 0.0) ** 2, 0.0) * free_from
+        reach = norm_at >= eps**2
+        inside = ~reach.any(axis=1) | (eps == 0)
+        k = np.argmax(reach, axis=1)
+        rows = np.arange(u.shape[0])
+        denom = free_from[rows, k]
+        lam2 = np.divide(eps**2 - clipped_before[rows, k], denom, out=np.zeros(u.shape[0]),
+                         where=denom > 0)
+        lam = np.sqrt(np.maximum(lam2, 0.0))
+        delta = np.clip(lam[:, None] * u, -P, Q)
+        free = (brk > lam[:, None]) & ~inside[:, None]
+        delta = np.where(inside[:, None], corner, delta)
+        pinned2 = np.where(free, 0.0, delta**2).sum(axis=1)
+        eps_free = np.where(inside, 0.0, np.sqrt(np.maximum(eps**2 - pinned2, 0.0)))
+        return delta, free, eps_free

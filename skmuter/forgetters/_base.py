@@ -1,0 +1,47 @@
+"""The forgetter interface.
+
+A forgetter never knows which model it serves. It sees an *objective*: an
+object that, at any parameter vector ``theta`` and for any set of training
+rows, returns
+
+* ``n_params`` and ``free_mask(theta)`` (coordinates a local step may move),
+* ``grad_sum(theta, rows, points, cols)``: summed per-sample gradients,
+  regulariser share included, at ``'clean'`` or ``'adversarial'`` points,
+* ``hessian_sum(theta, rows, kind, points, cols, neumann_order)``: summed
+  curvature of ``kind`` in {'hessian', 'total', 'fisher', 'paper'}, either a
+  dense ndarray or a ``scipy.sparse.linalg.LinearOperator`` (matrix-free models),
+* ``refit(rows, theta0)``: the exact optimum on ``rows`` (for Retrain),
+
+and it returns new parameters. Its life cycle:
+
+``prepare(objective, theta, rows)``
+    Once, before the first request (the paper's Stage I): build the memory
+    at the fitted point ``theta`` over the training ``rows``.
+``forget(objective, removed, remaining)``
+    One request (Stage II and III): returns ``(theta_new, timings)`` where
+    ``timings`` has ``'solve_time'`` and ``'update_time'`` in seconds, and
+    updates the memory in place. The estimator calls it on a copy of the
+    forgetter and keeps the copy only when every request succeeded, so a
+    failing request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from sklearn.base import BaseEstimator
+
+
+class Forgetter(BaseEstimator):
+    """Base class of the forgetters (cloneable parameter objects)."""
+
+    #: short name used in logs and tables
+    name = "forgetter"
+
+    def prepare(self, objective, theta, rows):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def forget(self, objective, removed, remaining):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """Name for logs and tables, e.g. ``'newton-delta'``."""
+        return self.name

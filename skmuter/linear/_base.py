@@ -1,0 +1,422 @@
+"""Shared base of the adversarially trained linear estimators.
+
+Validation, the one-vs-rest layout of multiclass problems, the exact worst
+case for evaluation, and the forgetting plumbing (request validation, the
+transactional call into the forgetter, purging forgotten rows, the log).
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..attacks import _Attack, resolve_attack
+from ..forgetters import Forgetter, resolve_forgetter
+from ._objective import LinearObjective
+from ._solvers import solve_exact, solve_sgd
+
+
+def _check_X_in_box(threat, X):
+    threat.check_inside(X)
+
+
+class BaseAdversarialLinear(BaseEstimator):
+    """Base class; see the public estimators for the parameters."""
+
+    _loss = "logistic"
+    _is_classifier = True
+
+    _parameter_constraints: dict = {
+        "attack": [StrOptions({"pgd", "fgsm"}), _Attack],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "solver": [StrOptions({"exact", "sgd"})],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "forgetter": [str, Forgetter],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        attack="pgd",
+        alpha=1e-4,
+        fit_intercept=True,
+        solver="exact",
+        max_iter=None,
+        tol=1e-10,
+        learning_rate=0.01,
+        batch_size=128,
+        forgetter="muter",
+        random_state=None,
+        verbose=0,
+    ):
+        self.attack = attack
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.forgetter = forgetter
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---- targets -----------------------------------------------------------
+    def _encode_targets(self, y):
+        """Return the list of per-problem targets (and set ``classes_``)."""
+        if not self._is_classifier:
+            return [np.asarray(y, dtype=np.float64)]
+        from sklearn.utils.multiclass import check_classification_targets
+
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "the training data needs samples of at least 2 classes; got 1 class "
+                f"({self.classes_[0]!r})."
+            )
+        if len(self.classes_) == 2:
+            return [np.where(encoded == 1, 1.0, -1.0)]
+        return [np.where(encoded == k, 1.0, -1.0) for k in range(len(self.classes_))]
+
+    # ---- fitting -------------------------------------------------------------
+    def fit(self, X, y):
+        """Fit the model by adversarial training.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs; inside ``clip`` when the attack sets one.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator. Any earlier forgetting state is discarded.
+        """
+        self._validate_params()
+        X, y = validate_data(
+            self, X, y, dtype=np.float64, copy=True, y_numeric=not self._is_classifier,
+            order="C",
+        )
+        attack = clone(resolve_attack(self.attack))
+        threat, _ = attack._check(X.shape[1])
+        _check_X_in_box(threat, X)
+        targets = self._encode_targets(y)
+        self.attack_ = attack
+        objectives = [
+            LinearObjective(X, t, self._loss, threat, self.alpha, self.fit_intercept,
+                            tol=self.tol, max_iter=self.max_iter)
+            for t in targets
+        ]
+        thetas, iters, residuals = [], [], []
+        for k, obj in enumerate(objectives):
+            if self.solver == "exact":
+                theta, it, res = solve_exact(obj, tol=self.tol, max_iter=self.max_iter)
+            else:
+                theta, it, res = solve_sgd(
+                    obj, attack, max_iter=self.max_iter, learning_rate=self.learning_rate,
+                    batch_size=self.batch_size, random_state=self.random_state,
+                    verbose=self.verbose, desc=f"{type(self).__name__}[{k}]",
+                )
+            thetas.append(theta)
+            iters.append(it)
+            residuals.append(res)
+        self._objectives = objectives
+        self._X = X
+        self._set_thetas(thetas)
+        self.n_iter_ = np.asarray(iters, dtype=np.int64)
+        self.optimality_residual_ = float(max(residuals))
+        self.n_train_ = X.shape[0]
+        self.forgotten_ = np.zeros(0, dtype=np.int64)
+        self.forget_log_ = []
+        self.forgetter_ = None
+        self._forgetter_states = None
+        return self
+
+    def _set_thetas(self, thetas):
+        d = self._X.shape[1]
+        W = np.array([t[:d] for t in thetas])
+        b = np.array([t[d] if self.fit_intercept else 0.0 for t in thetas])
+        if self._is_classifier:
+            self.coef_, self.intercept_ = W, b
+        else:
+            self.coef_, self.intercept_ = W[0], float(b[0])
+
+    def _get_thetas(self):
+        W = np.atleast_2d(self.coef_)
+        b = np.atleast_1d(self.intercept_)
+        if self.fit_intercept:
+            return [np.concatenate([W[k], [b[k]]]) for k in range(W.shape[0])]
+        return [W[k].copy() for k in range(W.shape[0])]
+
+    # ---- prediction ----------------------------------------------------------
+    def _scores(self, X):
+        W = np.atleast_2d(self.coef_)
+        return X @ W.T + np.atleast_1d(self.intercept_)
+
+    def decision_function(self, X):
+        """Linear scores ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        z = self._scores(X)
+        return z[:, 0] if z.shape[1] == 1 else z
+
+    def _worst_scores(self, X, y):
+        """Exact worst-case scores under the training threat model.
+
+        Binary and regression: the score each row's adversary reaches. Multiclass:
+        the worst pairwise margin ``z_y - z_k`` (robustly correct iff > 0).
+        """
+        threat = self.attack_.threat(X.shape[1])
+        bound = threat.bind(X)
+        thetas = self._get_thetas()
+        if len(thetas) == 1:
+            obj = self._objectives[0]
+            w, b = obj.split(thetas[0])
+            z = X @ w + b
+            up, down = bound.shifts(w)
+            s = obj.loss.direction(z, y, up, down)
+            return z + s * np.where(s > 0, up, down)
+        W = np.atleast_2d(self.coef_)
+        b = np.atleast_1d(self.intercept_)
+        worst = np.full(X.shape[0], np.inf)
+        for c in range(W.shape[0]):
+            rows = np.flatnonzero(y == c)
+            if len(rows) == 0:
+                continue
+            sub = threat.bind(X[rows])
+            for k in range(W.shape[0]):
+                if k == c:
+                    continue
+                dw = W[c] - W[k]
+                margin = X[rows] @ dw + b[c] - b[k]
+                _, down = sub.shifts(dw)
+                worst[rows] = np.minimum(worst[rows], margin - down)
+        return worst
+
+    def _check_eval_inputs(self, X, y):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"y must be 1-D with one entry per row of X ({X.shape[0]}), got shape {y.shape}."
+            )
+        return X, y
+
+    # ---- forgetting ------------------------------------------------------------
+    def forget(self, indices):
+        """Forget training rows as one batch request.
+
+        Parameters
+        ----------
+        indices : array-like of int or bool
+            Positions in the training set given to ``fit`` (or a boolean mask of
+            its length). Forgetting is cumulative: positions keep referring to the
+            original training set, and a forgotten row cannot be forgotten again.
+
+        Returns
+        -------
+        self : object
+            The estimator with updated ``coef_``/``intercept_``, the rows purged
+            from its stored data, and a new record in ``forget_log_``.
+        """
+        rows = self._validate_request(indices)
+        return self._run_requests([np.sort(rows)])
+
+    def partial_forget(self, indices):
+        """Forget training rows as successive single-row requests, in the given order.
+
+        This is the unit of the MUter paper's Algorithm 1 (each request updates
+        the memory before the next). For forgetters linearised at the fitted
+        point (MUter, Newton, Fisher) the result equals :meth:`forget` of the
+        same rows.
+
+        Parameters
+        ----------
+        indices : array-like of int or bool
+            Positions in the original training set, or a boolean mask.
+
+        Returns
+        -------
+        self : object
+        """
+        rows = self._validate_request(indices)
+        return self._run_requests([np.array([r]) for r in rows])
+
+    def _validate_request(self, indices):
+        check_is_fitted(self)
+        n = self.n_train_
+        arr = np.asarray(indices)
+        if arr.dtype == bool:
+            if arr.ndim != 1 or arr.shape[0] != n:
+                raise ValueError(
+                    f"a boolean mask must have one entry per training row ({n}), "
+                    f"got shape {arr.shape}."
+                )
+            rows = np.flatnonzero(arr)
+        else:
+            if arr.ndim == 0:
+                arr = arr.reshape(1)
+            if arr.ndim != 1:
+                raise ValueError(f"indices must be 1-D, got shape {arr.shape}.")
+            if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(
+                    f"indices must be integers or a boolean mask, got dtype {arr.dtype}."
+                )
+            rows = arr.astype(np.int64)
+        if rows.size == 0:
+            raise ValueError("the forget request is empty.")
+        bad = rows[(rows < 0) | (rows >= n)]
+        if bad.size:
+            raise IndexError(
+                f"indices out of range for {n} training rows: {bad[:5].tolist()}."
+            )
+        uniq, counts = np.unique(rows, return_counts=True)
+        if np.any(counts > 1):
+            raise ValueError(f"duplicate indices in the request: {uniq[counts > 1][:5].tolist()}.")
+        again = np.intersect1d(uniq, self.forgotten_)
+        if again.size:
+            raise ValueError(f"rows already forgotten: {again[:5].tolist()}.")
+        kept = self._kept_mask()
+        kept[rows] = False
+        if not kept.any():
+            raise ValueError("the request would forget every remaining training row.")
+        if self._is_classifier:
+            for k, obj in enumerate(self._objectives):
+                if len(self._objectives) == 1:
+                    labels = obj.y[kept]
+                    if np.all(labels > 0) or np.all(labels < 0):
+                        raise ValueError(
+                            "the request would forget every remaining row of a class."
+                        )
+                elif not np.any(obj.y[kept] > 0):
+                    raise ValueError(
+                        f"the request would forget every remaining row of class "
+                        f"{self.classes_[k]!r}."
+                    )
+        return rows
+
+    def _kept_mask(self):
+        kept = np.ones(self.n_train_, dtype=bool)
+        kept[self.forgotten_] = False
+        return kept
+
+    def _resolved_forgetter(self):
+        return resolve_forgetter(self.forgetter)
+
+    def _run_requests(self, requests):
+        """Run requests on copies of the forgetter states; commit only on success."""
+        template = self._resolved_forgetter()
+        kept = self._kept_mask()
+        thetas = self._get_thetas()
+        precompute = 0.0
+        if self._forgetter_states is None or not _same_params(self.forgetter_, template):
+            if self.forgotten_.size:
+                raise ValueError(
+                    "the forgetter was changed after rows were forgotten; a forgetter is "
+                    "linearised at the fitted model, so refit before switching."
+                )
+            t0 = time.perf_counter()
+            states = [
+                clone(template).prepare(obj, theta, np.flatnonzero(kept))
+                for obj, theta in zip(self._objectives, thetas)
+            ]
+            precompute = time.perf_counter() - t0
+        else:
+            states = copy.deepcopy(self._forgetter_states)
+        records = []
+        for req in requests:
+            kept[req] = False
+            remaining = np.flatnonzero(kept)
+            t0 = time.perf_counter()
+            solve = update = 0.0
+            new = []
+            for obj, state in zip(self._objectives, states):
+                theta, timing = state.forget(obj, req, remaining)
+                solve += timing["solve_time"]
+                update += timing["update_time"]
+                new.append(theta)
+            thetas = new
+            records.append({
+                "request": len(self.forget_log_) + len(records),
+                "n_removed": int(len(req)),
+                "forgetter": template.label(),
+                "precompute_time": precompute if not records else 0.0,
+                "solve_time": solve,
+                "update_time": update,
+                "total_time": time.perf_counter() - t0,
+            })
+        # Commit: nothing above touched the estimator.
+        removed = np.concatenate(requests)
+        self._forgetter_states = states
+        self.forgetter_ = template
+        self._set_thetas(thetas)
+        self._purge(removed)
+        self.forgotten_ = np.sort(np.concatenate([self.forgotten_, removed]))
+        self.forget_log_.extend(records)
+        return self
+
+    def _purge(self, rows):
+        """Erase forgotten rows from every array the estimator keeps."""
+        self._X[rows] = 0.0
+        for obj in self._objectives:
+            obj.y[rows] = 0.0
+
+    def remaining_training_data(self):
+        """Return ``(X, y)`` of the training rows not forgotten.
+
+        Returns
+        -------
+        X : ndarray of shape (n_remaining, n_features)
+        y : ndarray of shape (n_remaining,)
+            In the original label space.
+        """
+        check_is_fitted(self)
+        kept = self._kept_mask()
+        X = self._X[kept]
+        if not self._is_classifier:
+            return X, self._objectives[0].y[kept].copy()
+        if len(self._objectives) == 1:
+            return X, self.classes_[(self._objectives[0].y[kept] > 0).astype(int)]
+        codes = np.argmax(np.array([o.y[kept] for o in self._objectives]), axis=0)
+        return X, self.classes_[codes]
+
+    def training_objective(self):
+        """Objectives of the fitted problems (one per class for one-vs-rest)."""
+        check_is_fitted(self)
+        return list(self._objectives)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+def _same_params(a, b):
+    if a is None or type(a) is not type(b):
+        return False
+    pa, pb = a.get_params(), b.get_params()
+    return pa.keys() == pb.keys() and all(repr(pa[k]) == repr(pb[k]) for k in pa)

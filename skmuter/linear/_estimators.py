@@ -1,0 +1,289 @@
+"""The public adversarially trained linear estimators."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import r2_score
+
+from ._base import BaseAdversarialLinear
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    attack : {'pgd', 'fgsm'} or attack object, default='pgd'
+        Threat model and recipe of adversarial training, e.g.
+        ``skmuter.attacks.PGD(epsilon=0.25, clip=(0, 1))``. The strings mean
+        ``PGD()`` / ``FGSM()`` with ``epsilon=0.1`` and no input box.
+    alpha : float, default=1e-4
+        L2 penalty: the objective is the mean worst-case loss plus
+        ``alpha/2 ||coef_||^2`` (the intercept is not penalised).
+    fit_intercept : bool, default=True
+        Fit an intercept (never perturbed, never penalised).
+    solver : {'exact', 'sgd'}, default='exact'
+        ``'exact'``: the worst case in closed form and the convex outer problem
+        solved to ``tol`` (L-BFGS-B, then Newton steps on the support).
+        ``'sgd'``: the MUter paper's recipe, minibatch SGD on examples made by
+        ``attack`` against the current model at every step.
+    max_iter : int, default=None
+        Iteration cap: L-BFGS-B iterations for ``'exact'`` (default 10000),
+        epochs for ``'sgd'`` (default 100).
+    tol : float, default=1e-10
+        Target optimality residual (norm of the minimal subgradient of the mean
+        objective) of the exact solver.
+    learning_rate : float, default=0.01
+        Step size of ``'sgd'``.
+    batch_size : int, default=128
+        Minibatch size of ``'sgd'``.
+    forgetter : str or forgetter object, default='muter'
+        Unlearning method used by :meth:`forget` (see :mod:`skmuter.forgetters`).
+    random_state : int, RandomState instance or None, default=None
+        Seed of ``'sgd'`` (shuffling and random starts).
+    verbose : int, default=0
+        Show a progress bar for ``'sgd'``.
+"""
+
+_ATTRS_DOC = """
+    Attributes
+    ----------
+    coef_ : ndarray
+        Weights.
+    intercept_ : float or ndarray
+        Intercept(s).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Feature names, when ``X`` had them.
+    n_iter_ : ndarray of int
+        Iterations of the solver per fitted problem.
+    optimality_residual_ : float
+        Norm of the minimal subgradient of the mean robust objective at the
+        fitted parameters (largest over the problems): how converged the fit is.
+    attack_ : attack object
+        The resolved attack (threat model) used for training and evaluation.
+    n_train_ : int
+        Number of training rows given to ``fit``.
+    forgotten_ : ndarray of int
+        Sorted positions of the forgotten training rows.
+    forget_log_ : list of dict
+        One record per forget request: ``request``, ``n_removed``, ``forgetter``,
+        ``precompute_time`` (memory built before the first request),
+        ``solve_time``, ``update_time`` and ``total_time`` in seconds.
+    forgetter_ : forgetter object
+        The forgetter in use since the first request (None before).
+"""
+
+
+class _RobustScoreMixin:
+    def robust_score(self, X, y, attack=None):
+        """Score under attack.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        attack : attack object, default=None
+            ``None`` evaluates the exact worst case of the training threat model
+            (closed form for linear models); an attack object runs that attack.
+
+        Returns
+        -------
+        score : float
+            Accuracy (classifiers) or R^2 (regressor) on the attacked inputs.
+        """
+        X, y = self._check_eval_inputs(X, y)
+        if attack is None:
+            return self._exact_robust_score(X, y)
+        X_adv = attack.perturb(X, y, lambda Xa, ya: self._input_grad(Xa, ya))
+        return self.score(X_adv, y)
+
+
+class _ClassifierMixin(_RobustScoreMixin, ClassifierMixin):
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            return self.classes_[(z > 0).astype(int)]
+        return self.classes_[np.argmax(z, axis=1)]
+
+    def _codes(self, y):
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        if np.any(self.classes_[idx] != y):
+            raise ValueError("y contains labels not seen in fit.")
+        return idx
+
+    def _exact_robust_score(self, X, y):
+        codes = self._codes(y)
+        if len(self.classes_) == 2:
+            sign = np.where(codes == 1, 1.0, -1.0)
+            z = self._worst_scores(X, sign)
+            return float(np.mean(sign * z > 0))
+        return float(np.mean(self._worst_scores(X, codes) > 0))
+
+    def _input_grad(self, X, y):
+        # Gradient of the margin loss -(z_y - max_{k != y} z_k) with respect to x.
+        codes = self._codes(y)
+        W = np.atleast_2d(self.coef_)
+        if W.shape[0] == 1:
+            sign = np.where(codes == 1, 1.0, -1.0)
+            return -sign[:, None] * W[0]
+        z = self._scores(X)
+        z[np.arange(len(codes)), codes] = -np.inf
+        rival = np.argmax(z, axis=1)
+        return W[rival] - W[codes]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
+    __doc__ = (
+        """Logistic regression trained against adversarial inputs, that can forget.
+
+    Minimises ``mean_i max_{delta in B(x_i)} log(1 + exp(-y_i (w . (x_i + delta) + b)))
+    + alpha/2 ||w||^2``. Binary problems are solved natively; ``K > 2`` classes are
+    fitted one-vs-rest (one robust binary problem per class, each forgetting the
+    same rows), and robust accuracy then asks that no perturbation in the ball
+    changes the arg-max.
+    """
+        + _PARAMS_DOC
+        + _ATTRS_DOC
+        + """
+    See Also
+    --------
+    AdversarialRidgeClassifier : squared loss on +-1 targets.
+    skmuter.forgetters.MUter : the default forgetter.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmuter import AdversarialLogisticRegression
+    >>> from skmuter.attacks import PGD
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> est = AdversarialLogisticRegression(attack=PGD(epsilon=0.1, clip=(0, 1)))
+    >>> est = est.fit(X / 16, y)
+    >>> est.score(X / 16, y) >= est.robust_score(X / 16, y)
+    True
+    >>> est.forget([3, 9]).forgotten_
+    array([3, 9])
+    """
+    )
+
+    _loss = "logistic"
+
+    def predict_proba(self, X):
+        """Class probabilities (one-vs-rest scores normalised for multiclass).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            p = expit(z)
+            return np.column_stack([1 - p, p])
+        p = expit(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return np.log(self.predict_proba(X))
+
+
+class AdversarialRidgeClassifier(_ClassifierMixin, BaseAdversarialLinear):
+    __doc__ = (
+        """Ridge classifier (squared loss on +-1 targets) trained against adversarial inputs.
+
+    The MUter paper's "RR" model. The worst case pushes each score away from its
+    target; one-vs-rest for more than two classes.
+    """
+        + _PARAMS_DOC
+        + _ATTRS_DOC
+        + """
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmuter import AdversarialRidgeClassifier
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> est = AdversarialRidgeClassifier(attack="fgsm").fit(X / 16, y)
+    >>> round(est.score(X / 16, y), 2)
+    1.0
+    """
+    )
+
+    _loss = "squared"
+
+
+class AdversarialRidge(_RobustScoreMixin, RegressorMixin, BaseAdversarialLinear):
+    __doc__ = (
+        """Ridge regression trained against adversarial inputs, that can forget.
+
+    Minimises ``mean_i max_{delta in B(x_i)} (w . (x_i + delta) + b - y_i)^2 / 2
+    + alpha/2 ||w||^2``.
+    """
+        + _PARAMS_DOC
+        + _ATTRS_DOC
+        + """
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter import AdversarialRidge
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3)); y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=200)
+    >>> est = AdversarialRidge(attack="pgd").fit(X, y)
+    >>> est.robust_score(X, y) < est.score(X, y)
+    True
+    """
+    )
+
+    _loss = "squared"
+    _is_classifier = False
+
+    def predict(self, X):
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        return self.decision_function(X)
+
+    def _exact_robust_score(self, X, y):
+        z = self._worst_scores(X, np.asarray(y, dtype=np.float64))
+        return float(r2_score(y, z))
+
+    def _input_grad(self, X, y):
+        return (X @ self.coef_ + self.intercept_ - y)[:, None] * self.coef_
+
+
+__all__ = ["AdversarialLogisticRegression", "AdversarialRidge", "AdversarialRidgeClassifier"]

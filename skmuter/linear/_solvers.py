@@ -1,0 +1,202 @@
+"""Solvers of the robust objective of a linear problem.
+
+``solve_exact`` finds the unique optimum of the convex robust objective with
+the worst case in closed form:
+
+* l_inf threat: the worst-case score is linear in the split ``w = w+ - w-``
+  (``w+, w- >= 0``), so the problem becomes smooth and bound constrained; L-BFGS-B
+  solves it with exact zeros, then projected Newton steps on the support (with
+  the zeros' optimality conditions checked and violators added) polish it to
+  the requested optimality residual.
+* l_2 threat (or ``epsilon = 0``): the objective is smooth away from ``w = 0``;
+  L-BFGS-B then Newton steps with the exact (total) Hessian.
+
+``solve_sgd`` is the paper's recipe: minibatch SGD on examples produced by the
+attack against the current model at every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg, optimize
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+
+DEFAULT_EXACT_MAX_ITER = 10_000
+DEFAULT_SGD_EPOCHS = 100
+
+
+def _linf_split_problem(obj, rows):
+    """Value and gradient of the l_inf robust objective in ``v = (w+, w-, b)``."""
+    X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
+    y = obj.y[rows]
+    bound = obj.threat.bind(X)
+    loss, alpha, d, m = obj.loss, obj.alpha, obj.n_features, len(rows)
+
+    def fun(v):
+        wp, wm = v[:d], v[d : 2 * d]
+        b = v[2 * d] if obj.fit_intercept else 0.0
+        w = wp - wm
+        z = X @ w + b
+        up, down = bound.linf_shifts(wp, wm)
+        s = loss.direction(z, y, up, down)
+        z = z + s * np.where(s > 0, up, down)
+        f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
+        g1 = loss.d1(z, y) / m
+        xtg = g1 @ X
+        A, B = bound.linf_split_grads(g1, s)
+        grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
+        if obj.fit_intercept:
+            grad.append([g1.sum()])
+        return f, np.concatenate(grad)
+
+    return fun
+
+
+def _smooth_problem(obj, rows):
+    """Value and gradient of the robust objective in ``theta`` (l_2 or eps = 0)."""
+    X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
+    y = obj.y[rows]
+    bound = obj.threat.bind(X) if obj.threat.epsilon > 0 else None
+    loss, alpha, m = obj.loss, obj.alpha, len(rows)
+
+    def fun(theta):
+        w, b = obj.split(theta)
+        z = X @ w + b
+        if bound is not None:
+            up, down = bound.shifts(w)
+            s = loss.direction(z, y, up, down)
+            z = z + s * np.where(s > 0, up, down)
+        f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
+        g1 = loss.d1(z, y) / m
+        gw = g1 @ X + alpha * w
+        if bound is not None:
+            gw += bound.deltaT_dot(w, s, g1)
+        grad = [gw, [g1.sum()]] if obj.fit_intercept else [gw]
+        return f, np.concatenate(grad)
+
+    return fun
+
+
+def _newton_polish(obj, theta, rows, tol, max_steps):
+    """Projected Newton steps on the free coordinates; returns (theta, steps)."""
+    linf = obj.threat.norm == "inf" and obj.threat.epsilon > 0
+    d = obj.n_features
+    m = len(rows)
+    f0 = obj.value(theta, rows)
+    steps = 0
+    for _ in range(max_steps):
+        res = obj.kkt_vector(theta, rows)
+        if np.linalg.norm(res) <= tol:
+            break
+        # Orientation of each weight: its sign, or for a zero whose optimality
+        # condition fails, the side on which the objective descends.
+        orient = np.sign(theta[:d]).copy()
+        if linf:
+            woken = (orient == 0) & (res[:d] != 0)
+            orient[woken] = -np.sign(res[:d][woken])
+        free = np.concatenate([orient != 0 if linf else np.ones(d, bool),
+                               [True] * int(obj.fit_intercept)])
+        cols = np.flatnonzero(free)
+        probe = theta.copy()
+        probe[:d] = np.where(theta[:d] == 0, orient * 1e-300, theta[:d])
+        H = obj.hessian_sum(probe, rows, "total", cols=cols) / m
+        try:
+            step = -linalg.cho_solve(linalg.cho_factor(H), res[cols])
+        except linalg.LinAlgError:
+            step = -np.linalg.lstsq(H, res[cols], rcond=None)[0]
+        slope = float(res[cols] @ step)
+        t = 1.0
+        accepted = False
+        for _ in range(40):
+            cand = theta.copy()
+            cand[cols] += t * step
+            if linf:
+                wc = cand[:d]
+                wc[np.sign(wc) * orient < 0] = 0.0  # never cross zero: stop there
+                wc[orient == 0] = 0.0
+            f1 = obj.value(cand, rows)
+            if f1 <= f0 + 1e-4 * t * slope or (f1 <= f0 and t < 1e-3):
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            break
+        theta, f0 = cand, f1
+        steps += 1
+    return theta, steps
+
+
+def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_steps=50):
+    """Minimise the robust objective over ``rows`` to optimality residual ``tol``.
+
+    Returns
+    -------
+    theta : ndarray
+        Optimal parameters ``(w, b)``.
+    n_iter : int
+        L-BFGS-B iterations plus Newton steps.
+    residual : float
+        Norm of the minimal subgradient of the mean objective at ``theta``.
+    """
+    rows = np.arange(obj.X.shape[0]) if rows is None else np.asarray(rows)
+    max_iter = DEFAULT_EXACT_MAX_ITER if max_iter is None else max_iter
+    d = obj.n_features
+    theta = np.zeros(obj.n_params) if theta0 is None else np.array(theta0, dtype=np.float64)
+    options = {"maxiter": max_iter, "maxfun": 2 * max_iter + 20, "ftol": 1e-14,
+               "gtol": max(tol, 1e-9), "maxcor": 30}
+    linf = obj.threat.norm == "inf" and obj.threat.epsilon > 0
+    if linf:
+        w = theta[:d]
+        v0 = np.concatenate([np.maximum(w, 0), np.maximum(-w, 0), theta[d:]])
+        bounds = [(0, None)] * (2 * d) + [(None, None)] * int(obj.fit_intercept)
+        res = optimize.minimize(_linf_split_problem(obj, rows), v0, jac=True,
+                                method="L-BFGS-B", bounds=bounds, options=options)
+        v = res.x
+        theta = np.concatenate([v[:d] - v[d : 2 * d], v[2 * d :]])
+    else:
+        res = optimize.minimize(_smooth_problem(obj, rows), theta, jac=True,
+                                method="L-BFGS-B", options=options)
+        theta = res.x
+    n_iter = int(res.nit)
+    theta, steps = _newton_polish(obj, theta, rows, tol, newton_steps)
+    return theta, n_iter + steps, obj.kkt_residual(theta, rows)
+
+
+def solve_sgd(obj, attack, rows=None, theta0=None, max_iter=None, learning_rate=0.01,
+              batch_size=128, random_state=None, verbose=0, desc="sgd"):
+    """Adversarial training by minibatch SGD (the MUter paper's recipe).
+
+    Every step attacks the current model on the minibatch with ``attack``, then
+    takes a gradient step on the mean loss of the adversarial examples plus
+    ``alpha/2 ||w||^2``. Returns ``(theta, n_epochs, residual)``.
+    """
+    rng = check_random_state(random_state)
+    rows = np.arange(obj.X.shape[0]) if rows is None else np.asarray(rows)
+    epochs = DEFAULT_SGD_EPOCHS if max_iter is None else max_iter
+    attack = clone(attack).set_params(random_state=rng)
+    theta = np.zeros(obj.n_params) if theta0 is None else np.array(theta0, dtype=np.float64)
+    loss, d = obj.loss, obj.n_features
+    iterator = range(epochs)
+    if verbose:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=desc, unit="epoch")
+    for _ in iterator:
+        order = rng.permutation(rows)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            Xb, yb = obj.X[batch], obj.y[batch]
+            w, b = obj.split(theta)
+
+            def input_grad(Xa, ya, w=w, b=b):
+                return loss.d1(Xa @ w + b, ya)[:, None] * w
+
+            Xa = attack.perturb(Xb, yb, input_grad) if obj.threat.epsilon > 0 else Xb
+            g1 = loss.d1(Xa @ w + b, yb) / len(batch)
+            grad = np.empty_like(theta)
+            grad[:d] = g1 @ Xa + obj.alpha * w
+            if obj.fit_intercept:
+                grad[d] = g1.sum()
+            theta = theta - learning_rate * grad
+    return theta, epochs, obj.kkt_residual(theta, rows)
