@@ -7,9 +7,7 @@ transactional call into the forgetter, purging forgotten rows, the log).
 
 from __future__ import annotations
 
-import copy
 import numbers
-import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -17,7 +15,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..attacks import _Attack, resolve_attack
-from ..forgetters import Forgetter, resolve_forgetter
+from .._forgetting import ForgetMixin, reset_forgetting
+from ..forgetters import Forgetter
 from ._objective import LinearObjective
 from ._solvers import solve_exact, solve_sgd
 
@@ -26,7 +25,7 @@ def _check_X_in_box(threat, X):
     threat.check_inside(X)
 
 
-class BaseAdversarialLinear(BaseEstimator):
+class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
     """Base class; see the public estimators for the parameters."""
 
     _loss = "logistic"
@@ -139,11 +138,7 @@ class BaseAdversarialLinear(BaseEstimator):
         self._set_thetas(thetas)
         self.n_iter_ = np.asarray(iters, dtype=np.int64)
         self.optimality_residual_ = float(max(residuals))
-        self.n_train_ = X.shape[0]
-        self.forgotten_ = np.zeros(0, dtype=np.int64)
-        self.forget_log_ = []
-        self.forgetter_ = None
-        self._forgetter_states = None
+        reset_forgetting(self, X.shape[0])
         return self
 
     def _set_thetas(self, thetas):
@@ -226,158 +221,23 @@ class BaseAdversarialLinear(BaseEstimator):
             )
         return X, y
 
-    # ---- forgetting ------------------------------------------------------------
-    def forget(self, indices):
-        """Forget training rows as one batch request.
+    # ---- hooks of ForgetMixin ---------------------------------------------------
+    def _forget_objectives(self):
+        return self._objectives
 
-        Parameters
-        ----------
-        indices : array-like of int or bool
-            Positions in the training set given to ``fit`` (or a boolean mask of
-            its length). Forgetting is cumulative: positions keep referring to the
-            original training set, and a forgotten row cannot be forgotten again.
-
-        Returns
-        -------
-        self : object
-            The estimator with updated ``coef_``/``intercept_``, the rows purged
-            from its stored data, and a new record in ``forget_log_``.
-        """
-        rows = self._validate_request(indices)
-        return self._run_requests([np.sort(rows)])
-
-    def partial_forget(self, indices):
-        """Forget training rows as successive single-row requests, in the given order.
-
-        This is the unit of the MUter paper's Algorithm 1 (each request updates
-        the memory before the next). For forgetters linearised at the fitted
-        point (MUter, Newton, Fisher) the result equals :meth:`forget` of the
-        same rows.
-
-        Parameters
-        ----------
-        indices : array-like of int or bool
-            Positions in the original training set, or a boolean mask.
-
-        Returns
-        -------
-        self : object
-        """
-        rows = self._validate_request(indices)
-        return self._run_requests([np.array([r]) for r in rows])
-
-    def _validate_request(self, indices):
-        check_is_fitted(self)
-        n = self.n_train_
-        arr = np.asarray(indices)
-        if arr.dtype == bool:
-            if arr.ndim != 1 or arr.shape[0] != n:
+    def _check_request_classes(self, kept):
+        if not self._is_classifier:
+            return
+        for k, obj in enumerate(self._objectives):
+            if len(self._objectives) == 1:
+                labels = obj.y[kept]
+                if np.all(labels > 0) or np.all(labels < 0):
+                    raise ValueError("the request would forget every remaining row of a class.")
+            elif not np.any(obj.y[kept] > 0):
                 raise ValueError(
-                    f"a boolean mask must have one entry per training row ({n}), "
-                    f"got shape {arr.shape}."
+                    f"the request would forget every remaining row of class "
+                    f"{self.classes_[k]!r}."
                 )
-            rows = np.flatnonzero(arr)
-        else:
-            if arr.ndim == 0:
-                arr = arr.reshape(1)
-            if arr.ndim != 1:
-                raise ValueError(f"indices must be 1-D, got shape {arr.shape}.")
-            if arr.size and not np.issubdtype(arr.dtype, np.integer):
-                raise TypeError(
-                    f"indices must be integers or a boolean mask, got dtype {arr.dtype}."
-                )
-            rows = arr.astype(np.int64)
-        if rows.size == 0:
-            raise ValueError("the forget request is empty.")
-        bad = rows[(rows < 0) | (rows >= n)]
-        if bad.size:
-            raise IndexError(
-                f"indices out of range for {n} training rows: {bad[:5].tolist()}."
-            )
-        uniq, counts = np.unique(rows, return_counts=True)
-        if np.any(counts > 1):
-            raise ValueError(f"duplicate indices in the request: {uniq[counts > 1][:5].tolist()}.")
-        again = np.intersect1d(uniq, self.forgotten_)
-        if again.size:
-            raise ValueError(f"rows already forgotten: {again[:5].tolist()}.")
-        kept = self._kept_mask()
-        kept[rows] = False
-        if not kept.any():
-            raise ValueError("the request would forget every remaining training row.")
-        if self._is_classifier:
-            for k, obj in enumerate(self._objectives):
-                if len(self._objectives) == 1:
-                    labels = obj.y[kept]
-                    if np.all(labels > 0) or np.all(labels < 0):
-                        raise ValueError(
-                            "the request would forget every remaining row of a class."
-                        )
-                elif not np.any(obj.y[kept] > 0):
-                    raise ValueError(
-                        f"the request would forget every remaining row of class "
-                        f"{self.classes_[k]!r}."
-                    )
-        return rows
-
-    def _kept_mask(self):
-        kept = np.ones(self.n_train_, dtype=bool)
-        kept[self.forgotten_] = False
-        return kept
-
-    def _resolved_forgetter(self):
-        return resolve_forgetter(self.forgetter)
-
-    def _run_requests(self, requests):
-        """Run requests on copies of the forgetter states; commit only on success."""
-        template = self._resolved_forgetter()
-        kept = self._kept_mask()
-        thetas = self._get_thetas()
-        precompute = 0.0
-        if self._forgetter_states is None or not _same_params(self.forgetter_, template):
-            if self.forgotten_.size:
-                raise ValueError(
-                    "the forgetter was changed after rows were forgotten; a forgetter is "
-                    "linearised at the fitted model, so refit before switching."
-                )
-            t0 = time.perf_counter()
-            states = [
-                clone(template).prepare(obj, theta, np.flatnonzero(kept))
-                for obj, theta in zip(self._objectives, thetas)
-            ]
-            precompute = time.perf_counter() - t0
-        else:
-            states = copy.deepcopy(self._forgetter_states)
-        records = []
-        for req in requests:
-            kept[req] = False
-            remaining = np.flatnonzero(kept)
-            t0 = time.perf_counter()
-            solve = update = 0.0
-            new = []
-            for obj, state in zip(self._objectives, states):
-                theta, timing = state.forget(obj, req, remaining)
-                solve += timing["solve_time"]
-                update += timing["update_time"]
-                new.append(theta)
-            thetas = new
-            records.append({
-                "request": len(self.forget_log_) + len(records),
-                "n_removed": int(len(req)),
-                "forgetter": template.label(),
-                "precompute_time": precompute if not records else 0.0,
-                "solve_time": solve,
-                "update_time": update,
-                "total_time": time.perf_counter() - t0,
-            })
-        # Commit: nothing above touched the estimator.
-        removed = np.concatenate(requests)
-        self._forgetter_states = states
-        self.forgetter_ = template
-        self._set_thetas(thetas)
-        self._purge(removed)
-        self.forgotten_ = np.sort(np.concatenate([self.forgotten_, removed]))
-        self.forget_log_.extend(records)
-        return self
 
     def _purge(self, rows):
         """Erase forgotten rows from every array the estimator keeps."""
@@ -414,9 +274,3 @@ class BaseAdversarialLinear(BaseEstimator):
         tags.input_tags.sparse = False
         return tags
 
-
-def _same_params(a, b):
-    if a is None or type(a) is not type(b):
-        return False
-    pa, pb = a.get_params(), b.get_params()
-    return pa.keys() == pb.keys() and all(repr(pa[k]) == repr(pb[k]) for k in pa)

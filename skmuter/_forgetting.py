@@ -1,0 +1,197 @@
+"""Forgetting plumbing shared by every skmuter model.
+
+:class:`ForgetMixin` gives an estimator ``forget`` and ``partial_forget``:
+request validation, the transactional call into the forgetter (on copies of
+its state, committed only when every request succeeded), purging the
+forgotten rows, and the request log. A model provides a few hooks:
+
+``_forget_objectives()``
+    One objective per fitted problem (see :mod:`skmuter.forgetters`).
+``_get_thetas()`` / ``_set_thetas(thetas)``
+    The parameters that forgetting updates, one vector per problem.
+``_purge(rows)``
+    Erase the rows from every array the model keeps.
+``_check_request_classes(kept)``
+    Raise if the kept rows would miss a class (classifiers).
+
+and the fitted attributes ``n_train_``, ``forgotten_``, ``forget_log_``,
+``forgetter_`` set by :func:`reset_forgetting` at the end of ``fit``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from .forgetters import resolve_forgetter
+
+
+def reset_forgetting(est, n_train):
+    """Start a fresh forgetting history (called at the end of ``fit``)."""
+    est.n_train_ = int(n_train)
+    est.forgotten_ = np.zeros(0, dtype=np.int64)
+    est.forget_log_ = []
+    est.forgetter_ = None
+    est._forgetter_states = None
+
+
+def _same_params(a, b):
+    if a is None or type(a) is not type(b):
+        return False
+    pa, pb = a.get_params(), b.get_params()
+    return pa.keys() == pb.keys() and all(repr(pa[k]) == repr(pb[k]) for k in pa)
+
+
+def validate_indices(indices, n_train, forgotten):
+    """Turn a forget request into an array of row positions, or raise.
+
+    Accepts integer array-likes and boolean masks of length ``n_train``.
+    Rejects empty requests, non-integer or negative indices, out-of-range and
+    duplicate indices, and rows already forgotten. The order is kept.
+    """
+    arr = np.asarray(indices)
+    if arr.dtype == bool:
+        if arr.ndim != 1 or arr.shape[0] != n_train:
+            raise ValueError(
+                f"a boolean mask must have one entry per training row ({n_train}), "
+                f"got shape {arr.shape}."
+            )
+        rows = np.flatnonzero(arr)
+    else:
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1:
+            raise ValueError(f"indices must be 1-D, got shape {arr.shape}.")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"indices must be integers or a boolean mask, got dtype {arr.dtype}.")
+        rows = arr.astype(np.int64)
+    if rows.size == 0:
+        raise ValueError("the forget request is empty.")
+    bad = rows[(rows < 0) | (rows >= n_train)]
+    if bad.size:
+        raise IndexError(f"indices out of range for {n_train} training rows: {bad[:5].tolist()}.")
+    uniq, counts = np.unique(rows, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"duplicate indices in the request: {uniq[counts > 1][:5].tolist()}.")
+    again = np.intersect1d(uniq, forgotten)
+    if again.size:
+        raise ValueError(f"rows already forgotten: {again[:5].tolist()}.")
+    return rows
+
+
+class ForgetMixin:
+    """``forget`` / ``partial_forget`` for a model that provides the hooks above."""
+
+    def forget(self, indices):
+        """Forget training rows as one batch request.
+
+        Parameters
+        ----------
+        indices : array-like of int or bool
+            Positions in the training set given to ``fit`` (or a boolean mask of
+            its length). Forgetting is cumulative: positions keep referring to the
+            original training set, and a forgotten row cannot be forgotten again.
+
+        Returns
+        -------
+        self : object
+            The estimator with updated parameters, the rows purged from its
+            stored data, and a new record in ``forget_log_``. On error nothing
+            changes.
+        """
+        rows = self._validate_request(indices)
+        return self._run_requests([np.sort(rows)])
+
+    def partial_forget(self, indices):
+        """Forget training rows as successive single-row requests, in the given order.
+
+        This is the unit of the MUter paper's Algorithm 1 (each request updates
+        the memory before the next). For forgetters linearised at the fitted
+        point (MUter, Newton, Fisher) the result equals :meth:`forget` of the
+        same rows.
+
+        Parameters
+        ----------
+        indices : array-like of int or bool
+            Positions in the original training set, or a boolean mask.
+
+        Returns
+        -------
+        self : object
+        """
+        rows = self._validate_request(indices)
+        return self._run_requests([np.array([r]) for r in rows])
+
+    def _kept_mask(self):
+        kept = np.ones(self.n_train_, dtype=bool)
+        kept[self.forgotten_] = False
+        return kept
+
+    def _validate_request(self, indices):
+        check_is_fitted(self)
+        rows = validate_indices(indices, self.n_train_, self.forgotten_)
+        kept = self._kept_mask()
+        kept[rows] = False
+        if not kept.any():
+            raise ValueError("the request would forget every remaining training row.")
+        self._check_request_classes(kept)
+        return rows
+
+    def _check_request_classes(self, kept):
+        return None
+
+    def _run_requests(self, requests):
+        """Run requests on copies of the forgetter states; commit only on success."""
+        template = resolve_forgetter(self.forgetter)
+        kept = self._kept_mask()
+        thetas = self._get_thetas()
+        objectives = self._forget_objectives()
+        precompute = 0.0
+        if self._forgetter_states is None or not _same_params(self.forgetter_, template):
+            if self.forgotten_.size:
+                raise ValueError(
+                    "the forgetter was changed after rows were forgotten; a forgetter is "
+                    "linearised at the fitted model, so refit before switching."
+                )
+            t0 = time.perf_counter()
+            rows = np.flatnonzero(kept)
+            states = [clone(template).prepare(obj, theta, rows)
+                      for obj, theta in zip(objectives, thetas)]
+            precompute = time.perf_counter() - t0
+        else:
+            states = copy.deepcopy(self._forgetter_states)
+        records = []
+        for req in requests:
+            kept[req] = False
+            remaining = np.flatnonzero(kept)
+            t0 = time.perf_counter()
+            solve = update = 0.0
+            new = []
+            for obj, state in zip(objectives, states):
+                theta, timing = state.forget(obj, req, remaining)
+                solve += timing["solve_time"]
+                update += timing["update_time"]
+                new.append(theta)
+            thetas = new
+            records.append({
+                "request": len(self.forget_log_) + len(records),
+                "n_removed": int(len(req)),
+                "forgetter": template.label(),
+                "precompute_time": precompute if not records else 0.0,
+                "solve_time": solve,
+                "update_time": update,
+                "total_time": time.perf_counter() - t0,
+            })
+        # Commit: nothing above touched the estimator.
+        removed = np.concatenate(requests)
+        self._forgetter_states = states
+        self.forgetter_ = template
+        self._set_thetas(thetas)
+        self._purge(removed)
+        self.forgotten_ = np.sort(np.concatenate([self.forgotten_, removed]))
+        self.forget_log_.extend(records)
+        return self

@@ -1,0 +1,248 @@
+"""Verification of unlearning: how close a forget is to an exact retrain.
+
+The honest yardsticks (the MUter paper's, made exact):
+
+* :func:`retrain` refits the model exactly on the rows not forgotten;
+* :func:`parameter_distance` is ``||theta_a - theta_b||_2`` over all weights
+  and intercepts;
+* :func:`residual_fraction` is ``||theta_u - theta_r|| / ||theta_0 - theta_r||``:
+  0 is a perfect forget, 1 is no better than doing nothing, above 1 harmful;
+* :func:`gradient_residual` is the norm of the minimal subgradient of the
+  remaining robust objective at the current parameters (0 at the exact
+  retrain, the paper's verification criterion);
+* :func:`robust_accuracy` is accuracy under the exact worst case of the
+  training threat model, or under a given attack;
+* :func:`forget_report` gathers all of them for one unlearned model.
+
+The model before forgetting is needed for the do-nothing distance: keep a copy
+(``copy.deepcopy(est)``) before calling ``forget``. Estimators do not keep it
+themselves, since it is a function of the rows being forgotten.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = [
+    "retrain",
+    "parameter_distance",
+    "residual_fraction",
+    "gradient_residual",
+    "robust_accuracy",
+    "forget_report",
+]
+
+
+def _params(est):
+    check_is_fitted(est)
+    if hasattr(est, "forgetting_params"):
+        return np.asarray(est.forgetting_params(), dtype=np.float64)
+    W = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
+    b = np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64))
+    return np.concatenate([W.ravel(), b.ravel()])
+
+
+def retrain(est):
+    """Return a new estimator fitted exactly on the rows ``est`` has not forgotten.
+
+    Parameters
+    ----------
+    est : fitted skmuter estimator
+
+    Returns
+    -------
+    retrained : estimator
+        Same parameters, ``solver='exact'`` for linear models, fitted on
+        ``est.remaining_training_data()``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmuter import AdversarialLogisticRegression
+    >>> from skmuter.metrics import retrain, residual_fraction
+    >>> import copy
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> est = AdversarialLogisticRegression(alpha=1e-2).fit(X / 16, y)
+    >>> before = copy.deepcopy(est)
+    >>> ref = retrain(est.forget([0, 1, 2]))
+    >>> residual_fraction(est, before, ref) < 0.05
+    True
+    """
+    check_is_fitted(est)
+    if hasattr(est, "retrain"):
+        return est.retrain()
+    X, y = est.remaining_training_data()
+    new = clone(est)
+    if "solver" in new.get_params():
+        new.set_params(solver="exact")
+    return new.fit(X, y)
+
+
+def parameter_distance(a, b):
+    """Euclidean distance between the parameters of two fitted estimators.
+
+    Parameters
+    ----------
+    a, b : fitted estimators of the same shape
+
+    Returns
+    -------
+    distance : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter import AdversarialRidge
+    >>> X = np.arange(20.0).reshape(10, 2); y = X.sum(axis=1)
+    >>> est = AdversarialRidge().fit(X, y)
+    >>> parameter_distance(est, est)
+    0.0
+    """
+    pa, pb = _params(a), _params(b)
+    if pa.shape != pb.shape:
+        raise ValueError(f"the estimators have different parameter shapes: {pa.shape} vs {pb.shape}.")
+    return float(np.linalg.norm(pa - pb))
+
+
+def residual_fraction(unlearned, original, retrained):
+    """``||theta_u - theta_r|| / ||theta_0 - theta_r||``: 0 perfect, 1 do-nothing.
+
+    Parameters
+    ----------
+    unlearned : fitted estimator after ``forget``
+    original : fitted estimator before ``forget`` (a copy)
+    retrained : estimator retrained exactly on the remaining rows
+
+    Returns
+    -------
+    fraction : float
+        ``nan`` when the original already equals the retrain.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter import AdversarialRidge
+    >>> from skmuter.metrics import residual_fraction
+    >>> X = np.arange(20.0).reshape(10, 2); y = X.sum(axis=1)
+    >>> est = AdversarialRidge().fit(X, y)
+    >>> other = AdversarialRidge(alpha=1.0).fit(X, y)
+    >>> residual_fraction(est, other, est)
+    0.0
+    """
+    nothing = parameter_distance(original, retrained)
+    if nothing == 0:
+        return float("nan")
+    return parameter_distance(unlearned, retrained) / nothing
+
+
+def gradient_residual(est):
+    """Norm of the minimal subgradient of the remaining robust objective at ``est``.
+
+    The objective is the mean over the rows not forgotten of the worst-case
+    loss, plus the penalty (largest value over one-vs-rest problems). It is 0
+    at the exact retrain.
+
+    Parameters
+    ----------
+    est : fitted skmuter estimator
+
+    Returns
+    -------
+    residual : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter import AdversarialRidge
+    >>> X = np.arange(20.0).reshape(10, 2); y = X.sum(axis=1)
+    >>> est = AdversarialRidge().fit(X, y)
+    >>> gradient_residual(est) < 1e-8
+    True
+    """
+    check_is_fitted(est)
+    if hasattr(est, "gradient_residual"):
+        return float(est.gradient_residual())
+    rows = np.flatnonzero(est._kept_mask())
+    thetas = est._get_thetas()
+    return float(max(obj.kkt_residual(theta, rows)
+                     for obj, theta in zip(est.training_objective(), thetas)))
+
+
+def robust_accuracy(est, X, y, attack=None):
+    """Accuracy (R^2 for a regressor) under the exact worst case or under ``attack``.
+
+    Parameters
+    ----------
+    est : fitted skmuter estimator
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    attack : attack object, default=None
+        ``None``: the exact worst case of the training threat model.
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmuter import AdversarialLogisticRegression
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> est = AdversarialLogisticRegression().fit(X / 16, y)
+    >>> 0.5 < robust_accuracy(est, X / 16, y) <= est.score(X / 16, y)
+    True
+    """
+    return float(est.robust_score(X, y, attack=attack))
+
+
+def forget_report(unlearned, original, X_test=None, y_test=None, retrained=None):
+    """All verification figures of one forget, as a dict.
+
+    Parameters
+    ----------
+    unlearned : fitted estimator after ``forget``
+    original : copy of the estimator before ``forget``
+    X_test, y_test : array-like, optional
+        Held-out data for clean and robust accuracy.
+    retrained : estimator, optional
+        Exact retrain; computed (and timed) when not given.
+
+    Returns
+    -------
+    report : dict
+        ``distance_to_retrain``, ``do_nothing_distance``, ``residual_fraction``,
+        ``gradient_residual`` (unlearned model), ``retrain_time`` (when
+        computed), and ``clean_accuracy``/``robust_accuracy`` (plus
+        ``retrain_clean_accuracy``/``retrain_robust_accuracy``) with test data.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmuter import AdversarialLogisticRegression
+    >>> import copy
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> est = AdversarialLogisticRegression(alpha=1e-2).fit(X / 16, y)
+    >>> before = copy.deepcopy(est)
+    >>> report = forget_report(est.forget([4]), before, X / 16, y)
+    >>> sorted(report)[:3]
+    ['clean_accuracy', 'distance_to_retrain', 'do_nothing_distance']
+    """
+    out = {}
+    if retrained is None:
+        t0 = time.perf_counter()
+        retrained = retrain(unlearned)
+        out["retrain_time"] = time.perf_counter() - t0
+    out["distance_to_retrain"] = parameter_distance(unlearned, retrained)
+    out["do_nothing_distance"] = parameter_distance(original, retrained)
+    out["residual_fraction"] = residual_fraction(unlearned, original, retrained)
+    out["gradient_residual"] = gradient_residual(unlearned)
+    if X_test is not None:
+        out["clean_accuracy"] = float(unlearned.score(X_test, y_test))
+        out["robust_accuracy"] = robust_accuracy(unlearned, X_test, y_test)
+        out["retrain_clean_accuracy"] = float(retrained.score(X_test, y_test))
+        out["retrain_robust_accuracy"] = robust_accuracy(retrained, X_test, y_test)
+    return out
