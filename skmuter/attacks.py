@@ -21,6 +21,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
@@ -332,23 +333,64 @@ class Threat:
             delta = np.clip(X + delta, self.low, self.high) - X
         return delta
 
-    def bind(self, X) -> "BoundThreat":
-        """Return the exact worst-case oracle of a linear model on rows ``X``."""
-        return BoundThreat(self, X)
+    def bind(self, X, cols=None, compress=False) -> "BoundThreat":
+        """Return the exact worst-case oracle of a linear model on rows ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, k)
+            Rows, restricted to the feature columns ``cols`` when given (the
+            l_inf threat is separable over features).
+        cols : array of int, optional
+            Original feature indices of the columns of ``X``.
+        compress : bool, default=False
+            Store the l_inf box rooms as per-column constants minus sparse
+            matrices (fast repeated products on large data; only the
+            ``linf_*`` methods are then available).
+        """
+        return BoundThreat(self, X, cols=cols, compress=compress)
 
 
-def _matvec(M, v, n):
-    """``M @ v`` where ``M`` may be a scalar standing for a constant matrix."""
-    if np.ndim(M) == 0:
-        return np.full(n, float(M) * v.sum())
-    return M @ v
+class _ColumnConstMinusSparse:
+    """A matrix stored as ``c[None, :] - S`` with ``S`` sparse (CSR).
+
+    The l_inf box rooms ``min(eps, x - low)`` and ``min(eps, high - x)`` equal
+    0 or ``eps`` on most entries of typical data (image background, one-hot
+    columns): per column the more frequent value goes into ``c``.
+    """
+
+    def __init__(self, M, eps):
+        n = M.shape[0]
+        at_eps = np.count_nonzero(M == eps, axis=0)
+        at_zero = np.count_nonzero(M == 0, axis=0)
+        self.c = np.where(at_eps > at_zero, eps, 0.0)
+        S = self.c[None, :] - M
+        self.S = sparse.csr_matrix(S)
+        self.shape = M.shape
+        self.n = n
+
+    __array_ufunc__ = None  # make ``H @ self`` call ``__rmatmul__``
+
+    def __matmul__(self, V):
+        return (self.c @ V)[None, :] - self.S @ V
+
+    def __rmatmul__(self, H):
+        # H is (k, n): returns (k, d)
+        return np.outer(H.sum(axis=1), self.c) - np.asarray((self.S.T @ H.T).T)
 
 
-def _rmatvec(M, h, d):
-    """``M.T @ h`` where ``M`` may be a scalar standing for a constant matrix."""
-    if np.ndim(M) == 0:
-        return np.full(d, float(M) * h.sum())
-    return h @ M
+def _products(M, V):
+    """``M @ V`` for ``V`` of shape (d, k); ``M`` may be a scalar constant matrix."""
+    if isinstance(M, (float, np.floating)):
+        return (M * V.sum(axis=0))[None, :]
+    return M @ V
+
+
+def _rproducts(M, H):
+    """``H @ M`` for ``H`` of shape (k, n); returns (k, d) (broadcastable)."""
+    if isinstance(M, (float, np.floating)):
+        return (M * H.sum(axis=1))[:, None]
+    return H @ M
 
 
 class BoundThreat:
@@ -364,35 +406,48 @@ class BoundThreat:
     maximiser takes ``Q`` where ``s w_j > 0`` and ``-P`` where ``s w_j < 0``.
     """
 
-    def __init__(self, threat: Threat, X):
+    def __init__(self, threat: Threat, X, cols=None, compress=False):
         self.threat = threat
         self.X = X
         self.n, self.d = X.shape
         eps = threat.epsilon
         if threat.boxed:
+            low, high = threat.low, threat.high
+            if cols is not None:
+                low = low[cols] if low.ndim else low
+                high = high[cols] if high.ndim else high
             # For l_2 the box room is capped at eps too: harmless, |delta_j| <= eps.
-            self.P = np.minimum(eps, X - threat.low)
-            self.Q = np.minimum(eps, threat.high - X)
+            self.P = np.minimum(eps, X - low)
+            self.Q = np.minimum(eps, high - X)
             np.maximum(self.P, 0.0, out=self.P)
             np.maximum(self.Q, 0.0, out=self.Q)
+            if compress and threat.norm == "inf":
+                self.P = _ColumnConstMinusSparse(self.P, eps)
+                self.Q = _ColumnConstMinusSparse(self.Q, eps)
         else:
             self.P = self.Q = eps
 
     # ---- l_inf pieces, linear in (w+, w-) --------------------------------
     def linf_shifts(self, wp, wm):
         """Return ``(up, down)``: the l_inf shifts for ``s=+1`` and ``s=-1``."""
-        n = self.n
-        up = _matvec(self.Q, wp, n) + _matvec(self.P, wm, n)
-        down = _matvec(self.P, wp, n) + _matvec(self.Q, wm, n)
+        V = np.column_stack([wp, wm])
+        PV = _products(self.P, V)
+        QV = _products(self.Q, V)
+        up = QV[:, 0] + PV[:, 1]
+        down = PV[:, 0] + QV[:, 1]
+        if up.shape[0] != self.n:
+            up, down = np.full(self.n, up[0]), np.full(self.n, down[0])
         return up, down
 
     def linf_split_grads(self, g, s):
         """Return ``(A, B)``: gradients of ``sum_i g_i s_i shift_i`` in ``w+`` and ``w-``."""
-        d = self.d
-        gp = np.where(s > 0, g, 0.0)
-        gm = np.where(s > 0, 0.0, g)
-        A = _rmatvec(self.Q, gp, d) - _rmatvec(self.P, gm, d)
-        B = _rmatvec(self.P, gp, d) - _rmatvec(self.Q, gm, d)
+        H = np.vstack([np.where(s > 0, g, 0.0), np.where(s > 0, 0.0, g)])
+        PH = _rproducts(self.P, H)
+        QH = _rproducts(self.Q, H)
+        A = QH[0] - PH[1]
+        B = PH[0] - QH[1]
+        if A.shape[0] != self.d:
+            A, B = np.full(self.d, A[0]), np.full(self.d, B[0])
         return A, B
 
     # ---- general interface ------------------------------------------------

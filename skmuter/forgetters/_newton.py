@@ -26,7 +26,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._base import Forgetter
-from ._linalg import fixed_cg, solve_dense, solve_operator
+from ._linalg import fixed_cg, solve_dense, solve_operator, solve_saddle
 
 
 def _validate_nonneg(name, value):
@@ -67,16 +67,27 @@ class _NewtonType(Forgetter):
             self.cols_ = np.arange(objective.n_params)
         self.grad_ = np.zeros(len(self.cols_))
         self.n_remaining_ = len(rows)
+        # Rows on a kink of the robust loss (squared loss: both worst cases tie)
+        # stay on it under the exact total Hessian: they become constraints.
+        self.ties_ = None
+        if self._curvature_kind() == "total" and hasattr(objective, "tie_state"):
+            self._prepare_kinks(objective, theta, rows)
         M = self._curvature(objective, rows)
         self.dense_ = isinstance(M, np.ndarray)
         self.memory_ = M if self.dense_ else None
         return self
 
     def _curvature(self, objective, rows):
+        extra = {"ties": self.ties_} if getattr(self, "ties_", None) is not None else {}
         return objective.hessian_sum(
             self.theta0_, rows, kind=self._curvature_kind(), points=self._points(),
-            cols=self.cols_, neumann_order=getattr(self, "neumann_order", 3),
+            cols=self.cols_, neumann_order=getattr(self, "neumann_order", 3), **extra,
         )
+
+    def _gradient(self, objective, rows):
+        extra = {"ties": self.ties_} if getattr(self, "ties_", None) is not None else {}
+        return objective.grad_sum(self.theta0_, rows, points=self._points(), cols=self.cols_,
+                                  **extra)
 
     def _damped(self, A, n_rows):
         lam = self.damping * n_rows
@@ -88,7 +99,7 @@ class _NewtonType(Forgetter):
 
     def forget(self, objective, removed, remaining):
         t0 = time.perf_counter()
-        g = objective.grad_sum(self.theta0_, removed, points=self._points(), cols=self.cols_)
+        g = self._gradient(objective, removed)
         n_after = self.n_remaining_ - len(removed)
         if self.dense_:
             H_removed = self._curvature(objective, removed)
@@ -102,6 +113,8 @@ class _NewtonType(Forgetter):
         rhs = self.grad_ + g
         if self._uses_fixed_cg():
             step = fixed_cg(A, rhs, self.cg_iter)
+        elif getattr(self, "ties_", None) is not None and isinstance(A, np.ndarray):
+            step = self._solve_on_ties(objective, A, rhs, remaining)
         elif isinstance(A, np.ndarray):
             step = solve_dense(A, rhs)[0]
         else:
@@ -111,10 +124,102 @@ class _NewtonType(Forgetter):
         t2 = time.perf_counter()
         if self.dense_:
             self.memory_ = memory_after
+        if getattr(self, "ties_", None) is not None:
+            self.kink_h_[removed] = 0.0  # nothing of a forgotten row stays here
+            self.kink_norm_[removed] = 0.0
         self.grad_ = rhs
         self.n_remaining_ = n_after
         t3 = time.perf_counter()
         return theta, {"update_time": (t1 - t0) + (t3 - t2), "solve_time": t2 - t1}
+
+
+    def _prepare_kinks(self, objective, theta, rows):
+        """Per-row kink data of a squared robust loss: ``h = q+ - q-`` and ``||grad h||``."""
+        self.ties_ = objective.tie_state(theta, rows, cols=self.cols_)
+        if self.ties_ is None:
+            return
+        n = objective.X.shape[0]
+        self.kink_h_ = np.zeros(n)
+        self.kink_norm_ = np.zeros(n)
+        for start in range(0, len(rows), 8192):
+            r = rows[start : start + 8192]
+            self.kink_h_[r], self.kink_norm_[r] = self._kink_terms(objective, r)[:2]
+
+    def _kink_terms(self, objective, rows):
+        up = objective.per_sample_grads(self.theta0_, rows, cols=self.cols_, force_s=1.0)
+        down = objective.per_sample_grads(self.theta0_, rows, cols=self.cols_, force_s=-1.0)
+        h = objective.branch_values(self.theta0_, rows, 1.0) - objective.branch_values(
+            self.theta0_, rows, -1.0)
+        D = up - down
+        return h, np.linalg.norm(D, axis=1), D
+
+    def _solve_on_ties(self, objective, A, rhs, remaining):
+        """Active-set step on the kinks of a squared robust loss.
+
+        Rows on a tie stay on it (a constraint, with weight ``lam`` in [0, 1]);
+        a row whose weight would leave [0, 1] is released to the branch it
+        leaves on; a row whose linearised gap would change sign joins the tie.
+        The loss is piecewise quadratic between kinks, so the step is the exact
+        minimiser of the linearised objective over its pieces.
+        """
+        ties = self.ties_
+        kept = np.zeros(self.kink_h_.shape[0], dtype=bool)
+        kept[remaining] = True
+        rows = list(np.intersect1d(ties.rows, remaining))
+        lam0 = list(ties.lam[np.searchsorted(ties.rows, rows)]) if rows else []
+        target = [0.0] * len(rows)
+        C = [objective.tie_constraints(self.theta0_, np.array(rows, dtype=np.int64),
+                                       self.cols_, ties)] if rows else []
+        C = list(C[0]) if C else []
+        A = A.copy()
+        rhs = rhs.copy()
+        in_set = np.zeros_like(kept)
+        in_set[rows] = True
+
+        def move(row, d_row, delta):
+            H_up, H_down = (
+                objective.hessian_sum(self.theta0_, np.array([row]), kind="total",
+                                      cols=self.cols_, ties=type(ties)([row], [weight]))
+                for weight in (1.0, 0.0)
+            )
+            A[...] += delta * (H_up - H_down)
+            rhs[...] -= delta * d_row
+
+        step = None
+        for _ in range(4 * (len(rows) + 10)):
+            Cm = np.array(C).reshape(len(C), len(rhs))
+            step, nu = solve_saddle(A, Cm, rhs, np.array(target))
+            changed = False
+            if rows:
+                lam = np.array(lam0) + nu
+                viol = np.maximum(lam - 1.0, -lam)
+                k = int(np.argmax(viol))
+                if viol[k] > 1e-12:
+                    branch = 1.0 if lam[k] > 1.0 else 0.0
+                    move(rows[k], C[k], branch - lam0[k])
+                    in_set[rows[k]] = False
+                    for lst in (rows, lam0, target, C):
+                        lst.pop(k)
+                    changed = True
+            if not changed:
+                # rows whose gap would change sign under the step join the tie
+                reach = np.linalg.norm(step)
+                cand = np.flatnonzero(kept & ~in_set
+                                      & (np.abs(self.kink_h_) <= self.kink_norm_ * reach))
+                if cand.size:
+                    h, _, D = self._kink_terms(objective, cand)
+                    cross = np.sign(h + D @ step) != np.sign(h)
+                    if cross.any():
+                        for i in np.flatnonzero(cross):
+                            rows.append(int(cand[i]))
+                            lam0.append(1.0 if h[i] > 0 else 0.0)
+                            target.append(-h[i])
+                            C.append(D[i])
+                            in_set[cand[i]] = True
+                        changed = True
+            if not changed:
+                return step
+        return step
 
 
 class MUter(_NewtonType):

@@ -21,8 +21,17 @@ as the MUter paper's code).
 from __future__ import annotations
 
 import numpy as np
+from scipy import optimize
 
 from .._losses import get_loss
+
+
+class TieState:
+    """Rows on a tie of the squared robust loss and their branch weights ``lam``."""
+
+    def __init__(self, rows, lam):
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.lam = np.asarray(lam, dtype=np.float64)
 
 
 def _chunks(rows, width):
@@ -77,12 +86,13 @@ class LinearObjective:
         return free
 
     # ---- points ------------------------------------------------------------
-    def points(self, theta, rows, points="adversarial", wcols=None):
+    def points(self, theta, rows, points="adversarial", wcols=None, force_s=None):
         """Scores and inputs of ``rows`` at clean or worst-case points.
 
         Returns ``(z, x, bound, s)``: scores ``z``, inputs restricted to the weight
         columns ``wcols``, the bound threat (None for clean points) and the
-        adversary's directions ``s``.
+        adversary's directions ``s`` (``force_s`` imposes them: the two branches
+        of a squared loss at a tie).
         """
         w, b = self.split(theta)
         Xr = self.X[rows]
@@ -90,12 +100,23 @@ class LinearObjective:
         if points == "clean" or self.threat.epsilon == 0:
             x = Xr if wcols is None else Xr[:, wcols]
             return z, x, None, None
-        bound = self.threat.bind(Xr)
-        up, down = bound.shifts(w)
+        if self.threat.norm == "inf" and wcols is not None:
+            # Separable over features: only the support and the asked columns matter.
+            active = np.union1d(np.flatnonzero(w), wcols)
+            bound = self.threat.bind(Xr[:, active], cols=active)
+            wa = w[active]
+            where = np.searchsorted(active, wcols)
+        else:
+            bound = self.threat.bind(Xr)
+            wa, where = w, wcols
+        up, down = bound.shifts(wa)
         yr = self.y[rows]
-        s = self.loss.direction(z, yr, up, down)
+        if force_s is None:
+            s = self.loss.direction(z, yr, up, down)
+        else:
+            s = np.broadcast_to(np.asarray(force_s, dtype=np.float64), z.shape)
         z = z + s * np.where(s > 0, up, down)
-        x = (Xr if wcols is None else Xr[:, wcols]) + bound.delta(w, s, wcols)
+        x = (Xr if wcols is None else Xr[:, wcols]) + bound.delta(wa, s, where)
         return z, x, bound, s
 
     def _cols(self, cols):
@@ -117,6 +138,82 @@ class LinearObjective:
         wc = w if wcols is None else w[wcols]
         return np.concatenate([wc, [0.0]]) if intercept else wc
 
+    def _terms(self, theta, rows, points, wcols, ties=None):
+        """Yield ``(r, z, x, bound, s, weight)`` over chunks of ``rows``.
+
+        Rows on a tie (see :meth:`tie_state`) come twice, once per branch, with
+        weights ``lam`` and ``1 - lam``: the convex combination of the two
+        branches' gradients that makes the fitted point stationary.
+        """
+        width = max(self.n_features, 1)
+        tie_rows = np.zeros(0, dtype=np.int64) if ties is None else ties.rows
+        if tie_rows.size:
+            pos = np.searchsorted(tie_rows, rows)
+            pos = np.minimum(pos, tie_rows.size - 1)
+            on_tie = tie_rows[pos] == rows
+            plain, tied = rows[~on_tie], rows[on_tie]
+        else:
+            plain, tied = rows, rows[:0]
+        for r in _chunks(plain, width):
+            z, x, bound, s = self.points(theta, r, points, wcols)
+            yield r, z, x, bound, s, None
+        if tied.size:
+            lam = ties.lam[np.searchsorted(tie_rows, tied)]
+            for sign, weight in ((1.0, lam), (-1.0, 1.0 - lam)):
+                z, x, bound, s = self.points(theta, tied, points, wcols, force_s=sign)
+                yield tied, z, x, bound, s, weight
+
+    # ---- ties of the squared loss ------------------------------------------------
+    def tie_gaps(self, theta, rows):
+        """For the squared loss: ``(a - b, max(a, b))`` with ``a``, ``b`` the residual
+        magnitudes of the two worst cases (pushing the score up or down)."""
+        w, b = self.split(theta)
+        gaps, vals = [], []
+        for r in _chunks(rows, self.n_features):
+            Xr = self.X[r]
+            res = Xr @ w + b - self.y[r]
+            up, down = self.threat.bind(Xr).shifts(w)
+            a, bb = res + up, down - res
+            gaps.append(a - bb)
+            vals.append(np.maximum(a, bb))
+        if not gaps:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(gaps), np.concatenate(vals)
+
+    def branch_values(self, theta, rows, sign):
+        """Loss of each row at the worst case pushing the score in direction ``sign``."""
+        z = self.points(theta, rows, wcols=np.arange(0), force_s=sign)[0]
+        return self.loss.value(z, self.y[rows])
+
+    def tie_state(self, theta, rows, tol=1e-7, cols=None):
+        """Rows sitting on the kink of the squared robust loss, with their weights.
+
+        The robust squared loss ``max(q+, q-)`` of a row is not differentiable
+        where both worst cases tie; at an exact optimum a few rows (at most about
+        the number of free parameters) sit there, like the interpolated points of
+        least absolute deviations. Their subgradient is ``lam q+' + (1-lam) q-'``
+        with ``lam`` in [0, 1] chosen so that the objective over ``rows`` is
+        stationary (bounded least squares on the free coordinates).
+
+        Returns None for losses without ties (logistic) or ``epsilon = 0``.
+        """
+        if self.loss.name != "squared" or self.threat.epsilon == 0:
+            return None
+        rows = np.asarray(rows)
+        gap, val = self.tie_gaps(theta, rows)
+        tied = np.sort(rows[np.abs(gap) <= tol * np.maximum(1.0, val)])
+        if tied.size == 0:
+            return TieState(tied, np.zeros(0))
+        if cols is None:
+            cols = np.flatnonzero(self.free_mask(theta))
+        half = TieState(tied, np.full(tied.size, 0.5))
+        base = self.grad_sum(theta, rows, cols=cols, ties=half)
+        D = (self.per_sample_grads(theta, tied, cols=cols, force_s=1.0)
+             - self.per_sample_grads(theta, tied, cols=cols, force_s=-1.0))
+        # stationarity: base + D^T (lam - 1/2) = 0 with lam in [0, 1]
+        sol = optimize.lsq_linear(D.T, -base, bounds=(-0.5, 0.5), method="bvls")
+        return TieState(tied, 0.5 + sol.x)
+
     # ---- values and gradients ---------------------------------------------
     def value(self, theta, rows):
         """Mean robust loss over ``rows`` plus the regulariser."""
@@ -127,23 +224,24 @@ class LinearObjective:
             total += self.loss.value(z, self.y[r]).sum()
         return total / len(rows) + 0.5 * self.alpha * float(w @ w)
 
-    def per_sample_grads(self, theta, rows, points="adversarial", cols=None):
+    def per_sample_grads(self, theta, rows, points="adversarial", cols=None, force_s=None):
         """Gradients of ``l_i + alpha/2 ||w||^2`` for each row, shape (len(rows), p)."""
         wcols, intercept = self._cols(cols)
-        z, x, _, _ = self.points(theta, rows, points, wcols)
+        z, x, _, _ = self.points(theta, rows, points, wcols, force_s=force_s)
         g1 = self.loss.d1(z, self.y[rows])
         return g1[:, None] * self._augment(x, intercept) + self.alpha * self._wpad(
             theta, wcols, intercept
         )
 
-    def grad_sum(self, theta, rows, points="adversarial", cols=None):
+    def grad_sum(self, theta, rows, points="adversarial", cols=None, ties=None):
         """Sum over ``rows`` of the per-sample gradients (regulariser included)."""
         wcols, intercept = self._cols(cols)
         p = (self.n_features if wcols is None else len(wcols)) + int(intercept)
         out = np.zeros(p)
-        for r in _chunks(rows, p):
-            z, x, _, _ = self.points(theta, r, points, wcols)
+        for r, z, x, _, _, weight in self._terms(theta, rows, points, wcols, ties):
             g1 = self.loss.d1(z, self.y[r])
+            if weight is not None:
+                g1 = g1 * weight
             out += self._augment(x, intercept).T @ g1
         return out + len(rows) * self.alpha * self._wpad(theta, wcols, intercept)
 
@@ -151,25 +249,31 @@ class LinearObjective:
         """Norm of the minimal subgradient of the mean objective over ``rows``.
 
         For l_inf the objective is non-smooth at ``w_j = 0``; there the residual
-        counts only how much moving ``w_j`` either way would still descend.
+        counts only how much moving ``w_j`` either way would still descend. For
+        the squared loss, rows on a tie contribute their best convex combination.
         """
         return float(np.linalg.norm(self.kkt_vector(theta, rows)))
 
-    def kkt_vector(self, theta, rows):
+    def kkt_vector(self, theta, rows, ties=None):
+        rows = np.asarray(rows)
         w, _ = self.split(theta)
         m = len(rows)
+        if ties is None:
+            ties = self.tie_state(theta, rows)
         if not (self.threat.norm == "inf" and self.threat.epsilon > 0):
-            return self.grad_sum(theta, rows) / m
+            return self.grad_sum(theta, rows, ties=ties) / m
         d = self.n_features
         xtg = np.zeros(d)
         A = np.zeros(d)
         B = np.zeros(d)
         gb = 0.0
-        for r in _chunks(rows, d):
-            z, _, bound, s = self.points(theta, r, wcols=np.arange(0))
+        for r, z, _, _, s, weight in self._terms(theta, rows, "adversarial", np.arange(0), ties):
             g1 = self.loss.d1(z, self.y[r])
-            xtg += g1 @ self.X[r]
-            a, bb = bound.linf_split_grads(g1, s)
+            if weight is not None:
+                g1 = g1 * weight
+            Xr = self.X[r]
+            xtg += g1 @ Xr
+            a, bb = self.threat.bind(Xr).linf_split_grads(g1, s)
             A += a
             B += bb
             gb += g1.sum()
@@ -186,7 +290,7 @@ class LinearObjective:
 
     # ---- curvature ---------------------------------------------------------
     def hessian_sum(self, theta, rows, kind="total", points="adversarial", cols=None,
-                    neumann_order=3):
+                    neumann_order=3, ties=None):
         """Sum over ``rows`` of a per-sample curvature matrix, restricted to ``cols``.
 
         Parameters
@@ -199,6 +303,9 @@ class LinearObjective:
             MUter paper's total Hessian with a Neumann series of order
             ``neumann_order`` for ``(d_deltadelta l)^-1`` (diverges on linear
             models; kept for replication).
+        ties : TieState, optional
+            Rows on a tie of the squared loss contribute both branches, weighted
+            (the Hessian of the Lagrangian on the tie).
         """
         if kind in ("total", "paper"):
             points = "adversarial"
@@ -211,16 +318,18 @@ class LinearObjective:
         ww = float(w @ w)
         paper_b = np.zeros(p)
         paper_scalars = [0.0, 0.0]
-        for r in _chunks(rows, max(p, self.n_features)):
-            z, x, bound, s = self.points(theta, r, points, wcols)
+        for r, z, x, bound, s, weight in self._terms(theta, rows, points, wcols, ties):
             yr = self.y[r]
             xt = self._augment(x, intercept)
             g1 = self.loss.d1(z, yr)
             c = self.loss.d2(z, yr)
+            if weight is not None:
+                c = c * weight
             if kind in ("hessian", "total"):
                 H += xt.T @ (c[:, None] * xt)
                 if kind == "total" and bound is not None and self.threat.norm == 2:
-                    self._add_l2_curvature(H, w, bound, s, np.abs(g1), wcols)
+                    wg = np.abs(g1) if weight is None else np.abs(g1) * weight
+                    self._add_l2_curvature(H, w, bound, s, wg, wcols)
             elif kind == "fisher":
                 G = g1[:, None] * xt + self.alpha * wpad
                 H += G.T @ G
@@ -248,6 +357,16 @@ class LinearObjective:
             idx = np.arange(pw)
             H[idx, idx] += len(rows) * self.alpha
         return H
+
+    def tie_constraints(self, theta, rows, cols, ties):
+        """Gradients of ``q+ - q-`` for the rows of ``rows`` on a tie (one row each)."""
+        if ties is None or ties.rows.size == 0:
+            return np.zeros((0, len(cols)))
+        tied = np.intersect1d(ties.rows, rows)
+        if tied.size == 0:
+            return np.zeros((0, len(cols)))
+        return (self.per_sample_grads(theta, tied, cols=cols, force_s=1.0)
+                - self.per_sample_grads(theta, tied, cols=cols, force_s=-1.0))
 
     def _add_l2_curvature(self, H, w, bound, s, weight, wcols):
         """Add sum_i weight_i * eps_F,i/rho_i * (I_F - w_F w_F^T / rho_i^2) to ``H``."""

@@ -17,8 +17,10 @@ attack against the current model at every step.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from scipy import linalg, optimize
+from scipy import linalg, optimize, sparse
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
@@ -26,11 +28,19 @@ DEFAULT_EXACT_MAX_ITER = 10_000
 DEFAULT_SGD_EPOCHS = 100
 
 
+def _maybe_sparse(X):
+    """A CSR copy of large, mostly-zero inputs (images), else ``X`` itself."""
+    if X.size > 1_000_000 and np.count_nonzero(X) < 0.3 * X.size:
+        return sparse.csr_matrix(X)
+    return X
+
+
 def _linf_split_problem(obj, rows):
     """Value and gradient of the l_inf robust objective in ``v = (w+, w-, b)``."""
     X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
     y = obj.y[rows]
-    bound = obj.threat.bind(X)
+    bound = obj.threat.bind(X, compress=X.size > 1_000_000)
+    X = _maybe_sparse(X)
     loss, alpha, d, m = obj.loss, obj.alpha, obj.n_features, len(rows)
 
     def fun(v):
@@ -43,7 +53,7 @@ def _linf_split_problem(obj, rows):
         z = z + s * np.where(s > 0, up, down)
         f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
         g1 = loss.d1(z, y) / m
-        xtg = g1 @ X
+        xtg = X.T @ g1
         A, B = bound.linf_split_grads(g1, s)
         grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
         if obj.fit_intercept:
@@ -78,15 +88,102 @@ def _smooth_problem(obj, rows):
     return fun
 
 
-def _newton_polish(obj, theta, rows, tol, max_steps):
-    """Projected Newton steps on the free coordinates; returns (theta, steps)."""
+def _kkt_from_split(grad, w, d):
+    """Minimal-subgradient vector of the l_inf objective from its split gradient."""
+    gp, gm = grad[:d], grad[d : 2 * d]
+    res = np.where(w > 0, gp, np.where(w < 0, -gm, 0.0))
+    zero = w == 0
+    # At w_j = 0 the subdifferential in w_j is [-gm_j, gp_j]: keep its smallest element.
+    res[zero] = np.minimum(np.maximum(0.0, -gm[zero]), gp[zero])
+    return np.concatenate([res, grad[2 * d :]])
+
+
+def _solve_saddle(H, D, g, h):
+    """Solve ``[[H, D^T], [D, 0]] [x; nu] = [g; h]`` (least squares if singular)."""
+    k = D.shape[0]
+    if k == 0:
+        try:
+            return linalg.cho_solve(linalg.cho_factor(H), g), np.zeros(0)
+        except linalg.LinAlgError:
+            return np.linalg.lstsq(H, g, rcond=None)[0], np.zeros(0)
+    p = H.shape[0]
+    K = np.zeros((p + k, p + k))
+    K[:p, :p] = H
+    K[p:, :p] = D
+    K[:p, p:] = D.T
+    rhs = np.concatenate([g, h])
+    try:
+        with warnings.catch_warnings():
+            # near-singular saddle systems are expected; the line search judges the step
+            warnings.simplefilter("ignore", linalg.LinAlgWarning)
+            sol = linalg.solve(K, rhs, assume_a="sym")
+    except (linalg.LinAlgError, ValueError):
+        sol = np.linalg.lstsq(K, rhs, rcond=None)[0]
+    return sol[:p], sol[p:]
+
+
+def _tie_step(obj, probe, rows, cols, tau):
+    """Newton step of the squared robust loss with near-tie rows kept on their tie.
+
+    Rows whose two worst cases are within ``tau`` are constrained to stay tied
+    (``q+ = q-`` to first order); a row whose multiplier leaves [0, 1] is
+    released and the step solved again: an active-set step on the kinks.
+    """
+    from ._objective import TieState
+
+    m = len(rows)
+    ties = obj.tie_state(probe, rows, tol=tau, cols=cols)
+    tied = ties.rows if ties is not None else np.zeros(0, dtype=np.int64)
+    for _ in range(50):
+        half = TieState(tied, np.full(tied.size, 0.5))
+        H = obj.hessian_sum(probe, rows, "total", cols=cols, ties=half) / m
+        g = obj.grad_sum(probe, rows, cols=cols, ties=half) / m
+        D = obj.tie_constraints(probe, tied, cols, half) / m
+        if tied.size:
+            qp = obj.loss.value(obj.points(probe, tied, wcols=np.arange(0), force_s=1.0)[0],
+                                obj.y[tied])
+            qm = obj.loss.value(obj.points(probe, tied, wcols=np.arange(0), force_s=-1.0)[0],
+                                obj.y[tied])
+            h = (qp - qm) / m
+        else:
+            h = np.zeros(0)
+        step, nu = _solve_saddle(H, D, -g, -h)
+        lam = 0.5 + nu
+        bad = np.maximum(lam - 1.0, -lam)
+        if tied.size == 0 or bad.max() <= 1e-9:
+            return step, g
+        tied = np.delete(tied, int(np.argmax(bad)))
+    return step, g
+
+
+def _newton_polish(obj, theta, rows, tol, max_steps, fun):
+    """Projected Newton steps on the free coordinates; returns (theta, steps).
+
+    ``fun`` is the value-and-gradient function of the solver stage (in the split
+    variables for l_inf); the Hessian comes from the objective on the free
+    coordinates only.
+    """
     linf = obj.threat.norm == "inf" and obj.threat.epsilon > 0
+    kinked = obj.loss.name == "squared" and obj.threat.epsilon > 0
     d = obj.n_features
     m = len(rows)
-    f0 = obj.value(theta, rows)
+
+    def evaluate(th):
+        if kinked:
+            # one-sided gradients mislead at ties: use the minimal subgradient
+            return fun(_split(th) if linf else th)[0], obj.kkt_vector(th, rows)
+        if linf:
+            f, g = fun(_split(th))
+            return f, _kkt_from_split(g, th[:d], d)
+        return fun(th)
+
+    def _split(th):
+        w = th[:d]
+        return np.concatenate([np.maximum(w, 0), np.maximum(-w, 0), th[d:]])
+
+    f0, res = evaluate(theta)
     steps = 0
     for _ in range(max_steps):
-        res = obj.kkt_vector(theta, rows)
         if np.linalg.norm(res) <= tol:
             break
         # Orientation of each weight: its sign, or for a zero whose optimality
@@ -100,12 +197,17 @@ def _newton_polish(obj, theta, rows, tol, max_steps):
         cols = np.flatnonzero(free)
         probe = theta.copy()
         probe[:d] = np.where(theta[:d] == 0, orient * 1e-300, theta[:d])
-        H = obj.hessian_sum(probe, rows, "total", cols=cols) / m
-        try:
-            step = -linalg.cho_solve(linalg.cho_factor(H), res[cols])
-        except linalg.LinAlgError:
-            step = -np.linalg.lstsq(H, res[cols], rcond=None)[0]
-        slope = float(res[cols] @ step)
+        if kinked:
+            tau = float(np.clip(100 * np.linalg.norm(res), 1e-9, 1e-2))
+            step, g = _tie_step(obj, probe, rows, cols, tau)
+            slope = min(float(g @ step), 0.0)
+        else:
+            H = obj.hessian_sum(probe, rows, "total", cols=cols) / m
+            try:
+                step = -linalg.cho_solve(linalg.cho_factor(H), res[cols])
+            except linalg.LinAlgError:
+                step = -np.linalg.lstsq(H, res[cols], rcond=None)[0]
+            slope = float(res[cols] @ step)
         t = 1.0
         accepted = False
         for _ in range(40):
@@ -115,14 +217,14 @@ def _newton_polish(obj, theta, rows, tol, max_steps):
                 wc = cand[:d]
                 wc[np.sign(wc) * orient < 0] = 0.0  # never cross zero: stop there
                 wc[orient == 0] = 0.0
-            f1 = obj.value(cand, rows)
+            f1, res1 = evaluate(cand)
             if f1 <= f0 + 1e-4 * t * slope or (f1 <= f0 and t < 1e-3):
                 accepted = True
                 break
             t *= 0.5
         if not accepted:
             break
-        theta, f0 = cand, f1
+        theta, f0, res = cand, f1, res1
         steps += 1
     return theta, steps
 
@@ -144,22 +246,23 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
     d = obj.n_features
     theta = np.zeros(obj.n_params) if theta0 is None else np.array(theta0, dtype=np.float64)
     options = {"maxiter": max_iter, "maxfun": 2 * max_iter + 20, "ftol": 1e-14,
-               "gtol": max(tol, 1e-9), "maxcor": 30}
+               "gtol": max(tol, 1e-7), "maxcor": 30}
     linf = obj.threat.norm == "inf" and obj.threat.epsilon > 0
     if linf:
         w = theta[:d]
         v0 = np.concatenate([np.maximum(w, 0), np.maximum(-w, 0), theta[d:]])
         bounds = [(0, None)] * (2 * d) + [(None, None)] * int(obj.fit_intercept)
-        res = optimize.minimize(_linf_split_problem(obj, rows), v0, jac=True,
-                                method="L-BFGS-B", bounds=bounds, options=options)
+        fun = _linf_split_problem(obj, rows)
+        res = optimize.minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options=options)
         v = res.x
         theta = np.concatenate([v[:d] - v[d : 2 * d], v[2 * d :]])
     else:
-        res = optimize.minimize(_smooth_problem(obj, rows), theta, jac=True,
-                                method="L-BFGS-B", options=options)
+        fun = _smooth_problem(obj, rows)
+        res = optimize.minimize(fun, theta, jac=True, method="L-BFGS-B", options=options)
         theta = res.x
     n_iter = int(res.nit)
-    theta, steps = _newton_polish(obj, theta, rows, tol, newton_steps)
+    theta, steps = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
     return theta, n_iter + steps, obj.kkt_residual(theta, rows)
 
 

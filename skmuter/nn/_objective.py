@@ -1,0 +1,590 @@
+"""The robust training objective of a network, seen through a flat parameter vector.
+
+:class:`NetObjective` is the network counterpart of
+:class:`skmuter.linear._objective.LinearObjective`: the interface through which
+the forgetters (:mod:`skmuter.forgetters`) and the metrics see an
+:class:`~skmuter.nn.AdversarialNet`. ``theta`` is the flat vector of the
+parameters that forgetting updates (``forget_params``); every other parameter
+and buffer is frozen at its fitted value.
+
+Convention (the same as the linear models): the objective is
+
+    J(theta) = 1/m sum_{i kept} l_i(theta) + alpha/2 ||theta||^2,
+    l_i(theta) = cross_entropy(f(theta; x_i + delta_i(theta)), y_i),
+
+with ``delta_i`` the attack's worst case found by PGD/FGSM. A row adds
+``alpha * theta`` to a summed gradient and ``alpha * I`` to a summed Hessian.
+
+Everything is computed with ``torch.func``: per-sample gradients by ``vmap``
+of ``grad``, Hessian-vector products by forward-over-reverse ``jvp``. A dense
+matrix is only ever formed over the forgotten parameters, and only when they
+are few (``dense_max``, e.g. the last layer); otherwise ``hessian_sum``
+returns a ``LinearOperator`` and the forgetters solve matrix-free.
+
+Curvature kinds (``hessian_sum``):
+
+``'hessian'``
+    ``d_theta theta l_i`` at clean or adversarial points.
+``'total'``
+    The total Hessian of the robust loss, the principled form of MUter
+    (MUTER.md 5.4 and 5.7): ``d_theta theta l_i`` at the worst case plus
+    ``B_i^T N_i^+ B_i``, where ``B_i = d_delta d_theta l_i`` and ``N_i`` is
+    minus the Hessian of the Lagrangian of the inner maximisation, restricted
+    to the *free* directions of ``delta_i``: coordinates pinned at the l_inf
+    bound or at the input box do not move with ``theta`` and are left out; an
+    active l_2 sphere keeps only its tangent directions and contributes its
+    multiplier ``mu_i = g.delta / ||delta||^2``. ``N_i^+`` keeps the
+    directions where ``N_i`` is positive definite (a genuine local maximum,
+    which is what the implicit function theorem needs); directions of
+    non-negative curvature of the loss in ``delta`` are kinks or no maximum
+    and do not move smoothly. For an l_inf threat on a piecewise-linear
+    network (ReLU, max-pooling) the loss is convex in ``delta`` inside each
+    linear region, so the term vanishes exactly (tested per row by one
+    Hessian-vector product); then ``'total'`` is ``d_theta theta l`` at the
+    worst case, as for linear l_inf models.
+``'paper'``
+    The MUter paper's form: ``(d_delta delta l)^-1`` replaced by the Neumann
+    series ``sum_{j<=k} (I - d_delta delta l)^j`` over all input coordinates,
+    applied matrix-free (``k`` extra Hessian-vector products per row and
+    product). Kept for replication only.
+``'fisher'``
+    ``sum g_i g_i^T`` of the per-sample gradients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import minimize
+from scipy.sparse.linalg import LinearOperator
+from torch.func import functional_call, grad, jvp, vmap
+
+from ._attacks import perturb
+
+_NOISE_BLOCK = 1024
+
+
+def _chunks(rows, size):
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class NetObjective:
+    """Robust cross-entropy objective of a network over a flat parameter vector.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The fitted network (copied; the copy is float64 and in evaluation mode).
+    names : list of str
+        Names of the parameters that ``theta`` holds, in order.
+    X : ndarray of shape (n_samples, *input_shape)
+        Training inputs, shared with the estimator (which purges them).
+    y : ndarray of shape (n_samples,)
+        Class codes ``0..K-1``.
+    threat : skmuter.nn._attacks.TorchThreat
+        Threat model and attack recipe of the training.
+    alpha : float
+        Ridge penalty on ``theta`` (one share per row).
+    seed : int
+        Seed of the attack's random starts (a fixed start per row, so that
+        ``delta_i(theta)`` is a deterministic function of ``theta``).
+    theta_init : ndarray, optional
+        Starting point of :meth:`refit` when none is given.
+    device : str or torch.device
+    batch_size : int
+        Rows per chunk.
+    dense_max : int
+        Largest number of columns for which curvature is returned dense.
+    refit_tol : float
+        Gradient tolerance of :meth:`refit` (mean objective).
+    refit_max_outer : int
+        Most attack/solve alternations of :meth:`refit`.
+    """
+
+    def __init__(self, module, names, X, y, threat, alpha, seed=0, theta_init=None,
+                 device="cpu", batch_size=256, dense_max=2048, refit_tol=1e-9,
+                 refit_max_outer=30):
+        self.device = torch.device(device)
+        self.dtype = torch.float64
+        self.module = _frozen_copy(module, self.device, self.dtype)
+        self.names = list(names)
+        named = dict(self.module.named_parameters())
+        self.shapes = [named[n].shape for n in self.names]
+        self.sizes = [named[n].numel() for n in self.names]
+        self.n_params = int(sum(self.sizes))
+        # Only the frozen part is kept: theta always comes from the caller.
+        self._fixed = {k: v for k, v in named.items() if k not in set(self.names)}
+        self._fixed.update(dict(self.module.named_buffers()))
+        for n in self.names:
+            named[n].data = torch.zeros_like(named[n].data)
+        self.X = X
+        self.y = y
+        self.threat = threat
+        self.alpha = float(alpha)
+        self.seed = int(seed)
+        self.theta_init = None if theta_init is None else np.asarray(theta_init, np.float64)
+        self.batch_size = int(batch_size)
+        self.dense_max = int(dense_max)
+        self.refit_tol = float(refit_tol)
+        self.refit_max_outer = int(refit_max_outer)
+        self.input_shape = tuple(X.shape[1:])
+        self._adv_cache = {}
+        self._feat_cache = {}
+        self._factor_cache = {}
+        self.head = self._find_head()
+
+    # ---- parameters -----------------------------------------------------------
+    def _t(self, theta):
+        return torch.as_tensor(np.asarray(theta, dtype=np.float64), device=self.device)
+
+    def _unflatten(self, theta_t):
+        out = {}
+        for name, piece, shape in zip(self.names, torch.split(theta_t, self.sizes),
+                                      self.shapes):
+            out[name] = piece.reshape(shape)
+        return out
+
+    def _key(self, theta):
+        return hash(np.asarray(theta, dtype=np.float64).tobytes())
+
+    def free_mask(self, theta):
+        """All coordinates move: a network's parameters have no pinned zeros."""
+        return np.ones(self.n_params, dtype=bool)
+
+    # ---- the network -----------------------------------------------------------
+    def logits(self, theta_t, x):
+        """Network output at flat parameters ``theta_t`` (a tensor) on inputs ``x``."""
+        params = dict(self._fixed)
+        params.update(self._unflatten(theta_t))
+        return functional_call(self.module, params, (x,))
+
+    def _find_head(self):
+        """The ``nn.Linear`` whose parameters are exactly ``names`` and whose output
+        is the network's output, or None.
+
+        Then the body's features are fixed by ``theta`` and computed once: all
+        derivatives in ``theta`` run on the small head alone.
+        """
+        for mod_name, mod in self.module.named_modules():
+            if not isinstance(mod, torch.nn.Linear):
+                continue
+            prefix = mod_name + "." if mod_name else ""
+            own = [prefix + n for n, _ in mod.named_parameters(recurse=False)]
+            if sorted(own) != sorted(self.names):
+                continue
+            self._head_name = prefix
+            x = self._x(np.arange(min(8, len(self.X))))
+            theta = torch.randn(self.n_params, dtype=self.dtype,
+                                generator=torch.Generator().manual_seed(0)).to(self.device)
+            with torch.no_grad():
+                feats = self._capture(x)
+                if feats is None:
+                    return None
+                same = torch.allclose(self.logits(theta, x), self._head_logits(theta, feats),
+                                      rtol=1e-10, atol=1e-10)
+            return mod if same else None
+        return None
+
+    def _capture(self, x):
+        """Input of the head module on the batch ``x`` (the body's features)."""
+        mod = dict(self.module.named_modules())[self._head_name.rstrip(".")]
+        box = []
+        handle = mod.register_forward_hook(lambda m, inp, out: box.append(inp[0].detach()))
+        try:
+            params = dict(self._fixed)
+            params.update(self._unflatten(torch.zeros(self.n_params, dtype=self.dtype,
+                                                      device=self.device)))
+            functional_call(self.module, params, (x,))
+        finally:
+            handle.remove()
+        return box[0] if len(box) == 1 else None
+
+    def _head_logits(self, theta_t, feats):
+        p = self._unflatten(theta_t)
+        return F.linear(feats, p[self._head_name + "weight"], p.get(self._head_name + "bias"))
+
+    # ---- data and points -------------------------------------------------------
+    def _x(self, rows):
+        return torch.as_tensor(self.X[rows], device=self.device).to(self.dtype)
+
+    def _y(self, rows):
+        return torch.as_tensor(self.y[rows], device=self.device, dtype=torch.long)
+
+    def _noise(self, rows):
+        """The fixed uniform noise of each row's random start."""
+        if not self.threat.random_start:
+            return None
+        out = torch.empty((len(rows),) + self.input_shape, dtype=self.dtype)
+        blocks = rows // _NOISE_BLOCK
+        for b in np.unique(blocks):
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(b))
+            block = torch.rand((_NOISE_BLOCK,) + self.input_shape, generator=gen,
+                               dtype=self.dtype)
+            sel = blocks == b
+            out[torch.as_tensor(np.flatnonzero(sel))] = block[
+                torch.as_tensor(rows[sel] - b * _NOISE_BLOCK)]
+        return out.to(self.device)
+
+    def _input_grad(self, theta_t, y):
+        def input_grad(xa):
+            xa = xa.detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = F.cross_entropy(self.logits(theta_t, xa), y, reduction="sum")
+                return torch.autograd.grad(loss, xa)[0]
+        return input_grad
+
+    def attack_rows(self, theta_t, rows):
+        """Adversarial inputs of ``rows`` at ``theta_t`` (not cached)."""
+        x, y = self._x(rows), self._y(rows)
+        if self.threat.epsilon == 0:
+            return x
+        return perturb(self.threat, x, self._input_grad(theta_t.detach(), y),
+                       self._noise(rows))
+
+    def adversarial(self, theta, rows):
+        """Adversarial inputs of ``rows`` at ``theta``, cached per parameter vector."""
+        key = self._key(theta)
+        if key not in self._adv_cache:
+            if len(self._adv_cache) >= 2:
+                self._adv_cache.pop(next(iter(self._adv_cache)))
+            self._adv_cache[key] = ({}, self._t(theta))
+        store, theta_t = self._adv_cache[key]
+        missing = np.array([r for r in rows if int(r) not in store], dtype=np.int64)
+        for chunk in _chunks(missing, self.batch_size):
+            xa = self.attack_rows(theta_t, chunk)
+            for r, v in zip(chunk, xa):
+                store[int(r)] = v
+        return torch.stack([store[int(r)] for r in rows]) if len(rows) else self._x(rows)
+
+    def inputs(self, theta, rows, points):
+        if points == "clean" or self.threat.epsilon == 0:
+            return self._x(rows)
+        if points != "adversarial":
+            raise ValueError(f"points must be 'clean' or 'adversarial', got {points!r}.")
+        return self.adversarial(theta, rows)
+
+    def _model_inputs(self, theta, rows, points):
+        """What the loss of ``theta`` runs on: head features when possible."""
+        x = self.inputs(theta, rows, points)
+        if self.head is None:
+            return x, False
+        with torch.no_grad():
+            return self._capture(x), True
+
+    def _batches(self, theta, rows, points):
+        for chunk in _chunks(np.asarray(rows, dtype=np.int64), self.batch_size):
+            inp, on_head = self._model_inputs(theta, chunk, points)
+            yield chunk, inp, self._y(chunk), on_head
+
+    def _loss_sum(self, theta_t, inp, y, on_head):
+        z = self._head_logits(theta_t, inp) if on_head else self.logits(theta_t, inp)
+        return F.cross_entropy(z, y, reduction="sum")
+
+    def purge(self, rows):
+        """Forget everything cached about ``rows``."""
+        rows = set(int(r) for r in rows)
+        for store, _ in self._adv_cache.values():
+            for r in rows:
+                store.pop(r, None)
+        for store in self._factor_cache.values():
+            for r in rows:
+                store.pop(r, None)
+
+    # ---- values and gradients --------------------------------------------------
+    def value(self, theta, rows, points="adversarial"):
+        """Mean loss over ``rows`` plus the penalty."""
+        theta_t = self._t(theta)
+        total = 0.0
+        with torch.no_grad():
+            for _, inp, y, on_head in self._batches(theta, rows, points):
+                total += float(self._loss_sum(theta_t, inp, y, on_head))
+        return total / len(rows) + 0.5 * self.alpha * float(theta_t @ theta_t)
+
+    def grad_sum(self, theta, rows, points="adversarial", cols=None):
+        """Sum over ``rows`` of the per-sample gradients (penalty share included)."""
+        theta_t = self._t(theta)
+        out = torch.zeros_like(theta_t)
+        for _, inp, y, on_head in self._batches(theta, rows, points):
+            out += grad(self._loss_sum)(theta_t, inp, y, on_head)
+        out += len(rows) * self.alpha * theta_t
+        out = out.cpu().numpy()
+        return out if cols is None else out[cols]
+
+    def per_sample_grads(self, theta, rows, points="adversarial", cols=None):
+        """Gradients of ``l_i + alpha/2 ||theta||^2`` for each row, (len(rows), p)."""
+        theta_t = self._t(theta)
+        parts = []
+        for _, inp, y, on_head in self._batches(theta, rows, points):
+            def one(xi, yi):
+                return grad(self._loss_sum)(theta_t, xi[None], yi[None], on_head)
+            parts.append(vmap(one)(inp, y) + self.alpha * theta_t)
+        out = torch.cat(parts).cpu().numpy()
+        return out if cols is None else out[:, cols]
+
+    def gradient_residual(self, theta, rows):
+        """Norm of the gradient of the mean robust objective over ``rows`` at ``theta``."""
+        return float(np.linalg.norm(self.grad_sum(theta, rows) / len(rows)))
+
+    # ---- curvature -------------------------------------------------------------
+    def _hvp(self, theta_t, inp, y, on_head, V):
+        """Rows of ``V`` times the Hessian of the summed loss (vmapped jvp of grad)."""
+        g = grad(self._loss_sum)
+        return vmap(lambda v: jvp(lambda t: g(t, inp, y, on_head), (theta_t,), (v,))[1])(V)
+
+    def _delta_grad(self, theta_t, xa, y):
+        """Per-row gradient of the loss in the input (rows are independent)."""
+        return grad(lambda x: self._loss_sum(theta_t, x, y, False))(xa)
+
+    def hessian_sum(self, theta, rows, kind="total", points="adversarial", cols=None,
+                    neumann_order=3):
+        """Sum over ``rows`` of a per-sample curvature, restricted to ``cols``.
+
+        Returns a dense ndarray when there are at most ``dense_max`` columns
+        (and ``kind != 'paper'``), else a ``scipy.sparse.linalg.LinearOperator``.
+        See the module docstring for the kinds.
+        """
+        if kind not in ("hessian", "total", "fisher", "paper"):
+            raise ValueError(f"unknown curvature kind {kind!r}")
+        if kind in ("total", "paper"):
+            points = "adversarial"
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.arange(self.n_params) if cols is None else np.asarray(cols)
+        if kind != "paper" and len(cols) <= self.dense_max:
+            return self._dense(theta, rows, kind, points, cols)
+        return self._operator(theta, rows, kind, points, cols, neumann_order)
+
+    def _dense(self, theta, rows, kind, points, cols):
+        theta_t = self._t(theta)
+        p = len(cols)
+        cols_t = torch.as_tensor(cols, device=self.device)
+        H = torch.zeros((p, p), dtype=self.dtype, device=self.device)
+        if kind == "fisher":
+            for start in range(0, len(rows), self.batch_size):
+                G = torch.as_tensor(self.per_sample_grads(theta, rows[start:start + self.batch_size],
+                                                          points, cols), device=self.device)
+                H += G.T @ G
+            return H.cpu().numpy()
+        width = 64
+        for _, inp, y, on_head in self._batches(theta, rows, points):
+            for start in range(0, p, width):
+                idx = cols_t[start:start + width]
+                V = torch.zeros((len(idx), self.n_params), dtype=self.dtype, device=self.device)
+                V[torch.arange(len(idx)), idx] = 1.0
+                H[start:start + width] += self._hvp(theta_t, inp, y, on_head, V)[:, cols_t]
+        H[range(p), range(p)] += len(rows) * self.alpha
+        if kind == "total":
+            for C in self._factors(theta, rows):
+                Cc = C[cols_t]
+                H += Cc @ Cc.T
+        return H.cpu().numpy()
+
+    def _operator(self, theta, rows, kind, points, cols, neumann_order):
+        theta_t = self._t(theta)
+        cols_t = torch.as_tensor(cols, device=self.device)
+        factors = list(self._factors(theta, rows)) if kind == "total" else []
+
+        def embed(v):
+            full = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+            full[cols_t] = torch.as_tensor(np.ravel(v), device=self.device)
+            return full
+
+        def matvec(v):
+            v = embed(v)
+            out = torch.zeros_like(v)
+            for chunk, inp, y, on_head in self._batches(theta, rows, points):
+                if kind == "fisher":
+                    G = torch.as_tensor(self.per_sample_grads(theta, chunk, points),
+                                        device=self.device)
+                    out += G.T @ (G @ v)
+                    continue
+                out += self._hvp(theta_t, inp, y, on_head, v[None])[0]
+                if kind == "paper":
+                    xa = self.inputs(theta, chunk, "adversarial")
+                    out -= self._paper_indirect(theta_t, xa, y, v, neumann_order)
+            if kind != "fisher":
+                out += len(rows) * self.alpha * v
+            for C in factors:
+                out += C @ (C.T @ v)
+            return out[cols_t].cpu().numpy()
+
+        p = len(cols)
+        return LinearOperator((p, p), matvec=matvec, rmatvec=matvec, dtype=np.float64)
+
+    def _paper_indirect(self, theta_t, xa, y, v, k):
+        """``sum_i B_i^T S_k(G_i) B_i v`` with the Neumann series ``S_k`` of the paper."""
+        u = jvp(lambda t: self._delta_grad(t, xa, y), (theta_t,), (v,))[1]
+        s, term = u.clone(), u
+        for _ in range(k):
+            term = term - jvp(lambda x: self._delta_grad(theta_t, x, y), (xa,), (term,))[1]
+            s = s + term
+        return grad(lambda t: (self._delta_grad(t, xa, y) * s).sum())(theta_t)
+
+    # ---- the free-coordinate indirect term (principled total Hessian) ----------
+    def _factors(self, theta, rows):
+        """Yield ``C_i`` (p x r_i) with ``C_i C_i^T = B_i^T N_i^+ B_i`` for rows with r_i > 0."""
+        if self.threat.epsilon == 0:
+            return
+        key = self._key(theta)
+        store = self._factor_cache.setdefault(key, {})
+        if len(self._factor_cache) > 2:
+            self._factor_cache.pop(next(iter(self._factor_cache)))
+        theta_t = self._t(theta)
+        missing = np.array([r for r in rows if int(r) not in store], dtype=np.int64)
+        for chunk in _chunks(missing, self.batch_size):
+            for r, C in zip(chunk, self._chunk_factors(theta, theta_t, chunk)):
+                store[int(r)] = C
+        for r in rows:
+            C = store[int(r)]
+            if C is not None:
+                yield C
+
+    def _chunk_factors(self, theta, theta_t, chunk):
+        x = self._x(chunk)
+        xa = self.inputs(theta, chunk, "adversarial")
+        y = self._y(chunk)
+        delta = xa - x
+        free = self.threat.free_mask(x, delta).flatten(1)
+        out = [None] * len(chunk)
+        if self.threat.norm == "inf":
+            candidates = np.flatnonzero(free.any(dim=1).cpu().numpy())
+            if len(candidates) == 0:
+                return out
+            # One product per row: a piecewise-linear network has exactly zero
+            # curvature of its outputs in the input, so its loss is convex in delta
+            # and no free coordinate follows theta smoothly.
+            curved = self._output_curvature(theta_t, xa[candidates], y[candidates],
+                                            free[candidates])
+            todo = candidates[curved]
+        else:
+            todo = np.arange(len(chunk))
+        for i in todo:
+            out[i] = self._row_factor(theta_t, xa[i], y[i], delta[i].flatten(), free[i])
+        return out
+
+    def _output_curvature(self, theta_t, xa, y, free):
+        """Whether the network's output has curvature in the input (per row)."""
+        gen = torch.Generator().manual_seed(self.seed + 17)
+        t = torch.randn(xa.shape, generator=gen, dtype=self.dtype).to(self.device)
+        t = t * free.reshape(xa.shape)
+        with torch.no_grad():
+            n_out = self.logits(theta_t, xa[:1]).shape[1]
+        w = torch.randn((xa.shape[0], n_out), generator=gen, dtype=self.dtype).to(self.device)
+
+        def contract(x):
+            return (self.logits(theta_t, x) * w).sum()
+        hv = jvp(grad(contract), (xa,), (t,))[1]
+        return (hv.flatten(1).abs().amax(dim=1) > 0).cpu().numpy()
+
+    def _row_factor(self, theta_t, xa, y, delta, free):
+        """``C`` with ``C C^T = B^T N^+ B`` for one row, or None."""
+        idx = torch.nonzero(free).flatten()
+        k = len(idx)
+        if k == 0:
+            return None
+        m = delta.numel()
+        xa1, y1 = xa[None], y[None]
+        E = torch.zeros((k, m), dtype=self.dtype, device=self.device)
+        E[torch.arange(k), idx] = 1.0
+
+        def dgrad(x):
+            return self._delta_grad(theta_t, x, y1).flatten()
+
+        hv = vmap(lambda e: jvp(dgrad, (xa1,), (e.reshape(xa1.shape),))[1])(E)
+        G = hv[:, idx]
+        G = 0.5 * (G + G.T)
+        Q = torch.eye(k, dtype=self.dtype, device=self.device)
+        mu = 0.0
+        dF = delta[idx]
+        if self.threat.norm == 2 and float(delta.norm()) >= self.threat.epsilon * (1 - 1e-7) \
+                and float(dF.norm()) > 0:
+            # Active sphere: tangent directions only, Lagrange multiplier mu.
+            g = dgrad(xa1)[idx]
+            mu = float(g @ dF) / float(dF @ dF)
+            u = dF / dF.norm()
+            P = Q - torch.outer(u, u)
+            evals, evecs = torch.linalg.eigh(P)
+            Q = evecs[:, evals > 0.5]
+            if Q.shape[1] == 0:
+                return None
+        N = -(Q.T @ (G - mu * torch.eye(k, dtype=self.dtype, device=self.device)) @ Q)
+        lam, U = torch.linalg.eigh(0.5 * (N + N.T))
+        scale = float(lam.abs().max()) if len(lam) else 0.0
+        keep = lam > max(1e-8 * scale, 1e-12)
+        if not bool(keep.any()):
+            return None
+        dirs = torch.zeros((int(keep.sum()), m), dtype=self.dtype, device=self.device)
+        dirs[:, idx] = (Q @ U[:, keep]).T
+
+        def theta_grad(x):
+            return grad(lambda t: self._loss_sum(t, x, y1, False))(theta_t)
+
+        B = vmap(lambda d: jvp(theta_grad, (xa1,), (d.reshape(xa1.shape),))[1])(dirs)
+        return (B / lam[keep].sqrt()[:, None]).T
+
+    # ---- exact refit -----------------------------------------------------------
+    def refit(self, rows, theta0=None):
+        """Optimum of the robust objective over ``rows`` in ``theta`` (all else frozen).
+
+        Alternates the attack at the current ``theta`` (fixed random starts, so
+        the worst case is a deterministic function of ``theta``) with an L-BFGS
+        solve of the loss at those points, until the points stop changing: a
+        fixed point where the Danskin gradient vanishes. For the last layer on a
+        frozen body the problem is convex; for deeper parameters it is a local
+        optimum near the start.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if theta0 is None:
+            theta0 = self.theta_init if self.theta_init is not None else np.zeros(self.n_params)
+        theta = np.asarray(theta0, dtype=np.float64).copy()
+        previous = None
+        self.refit_info_ = {"n_outer": 0, "converged": False}
+        for outer in range(self.refit_max_outer):
+            theta_t = self._t(theta)
+            points = [self.attack_rows(theta_t, c) for c in _chunks(rows, self.batch_size)]
+            if previous is not None and all(torch.equal(a, b) for a, b in zip(points, previous)):
+                self.refit_info_ = {"n_outer": outer, "converged": True}
+                break
+            previous = points
+            theta = self._solve_fixed_points(theta, rows, points)
+        else:
+            self.refit_info_ = {"n_outer": self.refit_max_outer, "converged": False}
+        return theta
+
+    def _solve_fixed_points(self, theta, rows, points):
+        """L-BFGS on the mean loss at fixed inputs, plus the penalty."""
+        m = len(rows)
+        data = []
+        for chunk, xa in zip(_chunks(rows, self.batch_size), points):
+            if self.head is not None:
+                with torch.no_grad():
+                    data.append((self._capture(xa), self._y(chunk), True))
+            else:
+                data.append((xa, self._y(chunk), False))
+
+        def fun(th):
+            t = self._t(th).requires_grad_(True)
+            total = 0.0
+            g = torch.zeros_like(t)
+            for inp, y, on_head in data:
+                loss = self._loss_sum(t, inp, y, on_head)
+                g += torch.autograd.grad(loss, t)[0]
+                total += float(loss)
+            tt = t.detach()
+            f = total / m + 0.5 * self.alpha * float(tt @ tt)
+            return f, (g / m + self.alpha * tt).cpu().numpy()
+
+        res = minimize(fun, theta, jac=True, method="L-BFGS-B",
+                       options={"maxiter": 5000, "maxcor": 30, "gtol": self.refit_tol,
+                                "ftol": 0.0})
+        return res.x
+
+
+def _frozen_copy(module, device, dtype):
+    import copy
+
+    out = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
