@@ -32,6 +32,7 @@ objects:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,18 +90,20 @@ def _read_npz(file, keys):
 
 
 def _not_found(what, files, source, names, fetch_error=None):
-    where = ", ".join(str(f) for f in files) if files else None
-    lines = [f"{what} data not found."]
+    where = ", ".join(str(f) for f in files)
     if source is not None and source.startswith("path="):
-        lines = [f"{what} data not found: no such file {where} ({source})."]
-    elif where:
-        lines.append(f"No file {where} ({source}).")
+        lines = [f"{what} data not found: no such file {where}."]
+    elif files:
+        lines = [f"{what} data not found: no file {where} ({source})."]
+    else:
+        lines = [f"{what} data not found."]
     if fetch_error is not None:
-        lines.append(f"Download through scikit-learn failed: {fetch_error}.")
+        lines.append(f"Downloading it with scikit-learn failed ({fetch_error}).")
     lines.append(
-        "Either connect to the internet so that scikit-learn can download it (into its "
-        f"cache), or pass path= (command line: --data) a directory holding {' or '.join(names)}"
-        f" or set the {DATA_ENV} environment variable to such a directory."
+        "Either let scikit-learn download it (needs the internet once, then it is cached), "
+        f"or give a local copy: the path argument (--data on the command line) naming "
+        f"{' or '.join(names)} or a directory holding it, or the {DATA_ENV} environment "
+        "variable set to such a directory."
     )
     return DatasetNotFoundError(" ".join(lines))
 
@@ -111,15 +114,18 @@ def _load(what, path, names, keys, fetch, download, data_home):
     for file in files:
         if file.is_file():
             return _read_npz(file, keys), file
-    if path is not None:
+    if path is not None or not download:
         # An explicit path is a promise: never silently download instead.
         raise _not_found(what, files, source, names)
-    if not download:
-        raise _not_found(what, files, source, names)
-    try:
-        return fetch(data_home), None
-    except Exception as exc:  # network errors come in many types
-        raise _not_found(what, files, source, names, fetch_error=exc) from exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            arrays = fetch(data_home)
+        except Exception as exc:  # network errors come in many types
+            raise _not_found(what, files, source, names, fetch_error=exc) from exc
+    for w in caught:  # retries that ended well are still worth knowing about
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return arrays, None
 
 
 # ---- scikit-learn fetchers ---------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import clone
@@ -470,7 +471,7 @@ class ForgetPipeline(Pipeline):
     array([3, 9])
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **Pipeline._parameter_constraints,
         "on_rescale": [StrOptions({"newton", "refit"})],
     }

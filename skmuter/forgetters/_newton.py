@@ -175,6 +175,7 @@ class _NewtonType(Forgetter):
         rhs = rhs.copy()
         in_set = np.zeros_like(kept)
         in_set[rows] = True
+        settled = np.zeros_like(kept)
 
         def move(row, d_row, delta):
             H_up, H_down = (
@@ -198,19 +199,21 @@ class _NewtonType(Forgetter):
                     branch = 1.0 if lam[k] > 1.0 else 0.0
                     move(rows[k], C[k], branch - lam0[k])
                     in_set[rows[k]] = False
+                    settled[rows[k]] = True  # each row changes side at most once
                     for lst in (rows, lam0, target, C):
                         lst.pop(k)
                     changed = True
             if not changed:
                 # rows whose gap would change sign under the step join the tie
                 reach = np.linalg.norm(step)
-                cand = np.flatnonzero(kept & ~in_set
+                cand = np.flatnonzero(kept & ~in_set & ~settled
                                       & (np.abs(self.kink_h_) <= self.kink_norm_ * reach))
                 if cand.size:
                     h, _, D = self._kink_terms(objective, cand)
                     cross = np.sign(h + D @ step) != np.sign(h)
                     if cross.any():
                         for i in np.flatnonzero(cross):
+                            settled[cand[i]] = True
                             rows.append(int(cand[i]))
                             lam0.append(1.0 if h[i] > 0 else 0.0)
                             target.append(-h[i])

@@ -7,6 +7,7 @@ transactional call into the forgetter, purging forgotten rows, the log).
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import numpy as np
@@ -162,17 +163,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         W = np.atleast_2d(self.coef_)
         return X @ W.T + np.atleast_1d(self.intercept_)
 
-    def decision_function(self, X):
-        """Linear scores ``X @ coef_.T + intercept_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-        """
+    def _decision(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         z = self._scores(X)
@@ -268,6 +259,25 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         """Objectives of the fitted problems (one per class for one-vs-rest)."""
         check_is_fitted(self)
         return list(self._objectives)
+
+    def __getstate__(self):
+        # The objectives share the estimator's training array; write it once so
+        # that a pickle or joblib round trip keeps one array (and a later forget
+        # purges the only copy).
+        state = super().__getstate__()
+        if "_objectives" in state:
+            objectives = []
+            for obj in state["_objectives"]:
+                light = copy.copy(obj)
+                light.X = None
+                objectives.append(light)
+            state = dict(state, _objectives=objectives)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for obj in self.__dict__.get("_objectives", ()):
+            obj.X = self._X
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -100,6 +100,19 @@ class _RobustScoreMixin:
 
 
 class _ClassifierMixin(_RobustScoreMixin, ClassifierMixin):
+    def decision_function(self, X):
+        """Linear scores ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        return self._decision(X)
+
     def predict(self, X):
         """Predict class labels.
 
@@ -276,7 +289,7 @@ class AdversarialRidge(_RobustScoreMixin, RegressorMixin, BaseAdversarialLinear)
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return self.decision_function(X)
+        return self._decision(X)
 
     def _exact_robust_score(self, X, y):
         z = self._worst_scores(X, np.asarray(y, dtype=np.float64))

@@ -17,8 +17,6 @@ attack against the current model at every step.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import linalg, optimize, sparse
 from sklearn.base import clone
@@ -98,62 +96,28 @@ def _kkt_from_split(grad, w, d):
     return np.concatenate([res, grad[2 * d :]])
 
 
-def _solve_saddle(H, D, g, h):
-    """Solve ``[[H, D^T], [D, 0]] [x; nu] = [g; h]`` (least squares if singular)."""
-    k = D.shape[0]
-    if k == 0:
-        try:
-            return linalg.cho_solve(linalg.cho_factor(H), g), np.zeros(0)
-        except linalg.LinAlgError:
-            return np.linalg.lstsq(H, g, rcond=None)[0], np.zeros(0)
-    p = H.shape[0]
-    K = np.zeros((p + k, p + k))
-    K[:p, :p] = H
-    K[p:, :p] = D
-    K[:p, p:] = D.T
-    rhs = np.concatenate([g, h])
-    try:
-        with warnings.catch_warnings():
-            # near-singular saddle systems are expected; the line search judges the step
-            warnings.simplefilter("ignore", linalg.LinAlgWarning)
-            sol = linalg.solve(K, rhs, assume_a="sym")
-    except (linalg.LinAlgError, ValueError):
-        sol = np.linalg.lstsq(K, rhs, rcond=None)[0]
-    return sol[:p], sol[p:]
+def _tie_step(obj, probe, rows, cols):
+    """Newton step of the squared robust loss, exact on its kinks.
 
-
-def _tie_step(obj, probe, rows, cols, tau):
-    """Newton step of the squared robust loss with near-tie rows kept on their tie.
-
-    Rows whose two worst cases are within ``tau`` are constrained to stay tied
-    (``q+ = q-`` to first order); a row whose multiplier leaves [0, 1] is
-    released and the step solved again: an active-set step on the kinks.
+    A Newton step from ``probe`` is the MUter step linearised there with the
+    whole current (sub)gradient as right-hand side, so it reuses the same
+    active-set solve: rows on a tie stay tied unless their weight leaves
+    [0, 1], rows whose gap would change sign join the tie.
     """
-    from ._objective import TieState
+    from ..forgetters import MUter
 
-    m = len(rows)
-    ties = obj.tie_state(probe, rows, tol=tau, cols=cols)
-    tied = ties.rows if ties is not None else np.zeros(0, dtype=np.int64)
-    for _ in range(50):
-        half = TieState(tied, np.full(tied.size, 0.5))
-        H = obj.hessian_sum(probe, rows, "total", cols=cols, ties=half) / m
-        g = obj.grad_sum(probe, rows, cols=cols, ties=half) / m
-        D = obj.tie_constraints(probe, tied, cols, half) / m
-        if tied.size:
-            qp = obj.loss.value(obj.points(probe, tied, wcols=np.arange(0), force_s=1.0)[0],
-                                obj.y[tied])
-            qm = obj.loss.value(obj.points(probe, tied, wcols=np.arange(0), force_s=-1.0)[0],
-                                obj.y[tied])
-            h = (qp - qm) / m
-        else:
-            h = np.zeros(0)
-        step, nu = _solve_saddle(H, D, -g, -h)
-        lam = 0.5 + nu
-        bad = np.maximum(lam - 1.0, -lam)
-        if tied.size == 0 or bad.max() <= 1e-9:
-            return step, g
-        tied = np.delete(tied, int(np.argmax(bad)))
-    return step, g
+    model = MUter().prepare(obj, probe, rows)
+    g = obj.grad_sum(probe, rows, cols=model.cols_, ties=model.ties_)
+    step = model._solve_on_ties(obj, model.memory_, -g, rows)
+    out = np.zeros(len(cols))
+    out[np.searchsorted(cols, model.cols_)] = step
+    return out, np.zeros(len(cols)) if g.size == 0 else _expand(g, model.cols_, cols)
+
+
+def _expand(values, have, want):
+    out = np.zeros(len(want))
+    out[np.searchsorted(want, have)] = values
+    return out
 
 
 def _newton_polish(obj, theta, rows, tol, max_steps, fun):
@@ -198,9 +162,8 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
         probe = theta.copy()
         probe[:d] = np.where(theta[:d] == 0, orient * 1e-300, theta[:d])
         if kinked:
-            tau = float(np.clip(100 * np.linalg.norm(res), 1e-9, 1e-2))
-            step, g = _tie_step(obj, probe, rows, cols, tau)
-            slope = min(float(g @ step), 0.0)
+            step, g = _tie_step(obj, probe, rows, cols)
+            slope = min(float(g @ step) / m, 0.0)
         else:
             H = obj.hessian_sum(probe, rows, "total", cols=cols) / m
             try:

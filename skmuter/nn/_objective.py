@@ -99,13 +99,13 @@ class NetObjective:
         Largest number of columns for which curvature is returned dense.
     refit_tol : float
         Gradient tolerance of :meth:`refit` (mean objective).
-    refit_max_outer : int
-        Most attack/solve alternations of :meth:`refit`.
+    refit_max_iter : int
+        Most L-BFGS iterations of :meth:`refit`.
     """
 
     def __init__(self, module, names, X, y, threat, alpha, seed=0, theta_init=None,
                  device="cpu", batch_size=256, dense_max=2048, refit_tol=1e-9,
-                 refit_max_outer=30):
+                 refit_max_iter=1000):
         self.device = torch.device(device)
         self.dtype = torch.float64
         self.module = _frozen_copy(module, self.device, self.dtype)
@@ -128,7 +128,7 @@ class NetObjective:
         self.batch_size = int(batch_size)
         self.dense_max = int(dense_max)
         self.refit_tol = float(refit_tol)
-        self.refit_max_outer = int(refit_max_outer)
+        self.refit_max_iter = int(refit_max_iter)
         self.input_shape = tuple(X.shape[1:])
         self._adv_cache = {}
         self._feat_cache = {}
@@ -527,57 +527,44 @@ class NetObjective:
     def refit(self, rows, theta0=None):
         """Optimum of the robust objective over ``rows`` in ``theta`` (all else frozen).
 
-        Alternates the attack at the current ``theta`` (fixed random starts, so
-        the worst case is a deterministic function of ``theta``) with an L-BFGS
-        solve of the loss at those points, until the points stop changing: a
-        fixed point where the Danskin gradient vanishes. For the last layer on a
-        frozen body the problem is convex; for deeper parameters it is a local
-        optimum near the start.
+        L-BFGS on ``J`` itself: every evaluation re-runs the attack at the
+        current ``theta`` (fixed random starts, so the worst case is a
+        deterministic function of ``theta``) and uses the Danskin gradient, the
+        gradient of the loss at those points. For the last layer on a frozen
+        body the exact robust objective is convex (a maximum of convex
+        functions); for deeper parameters the result is a local optimum near
+        the start. ``refit_info_`` records the final gradient norm.
         """
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.float64).astype(np.int64)
         if theta0 is None:
             theta0 = self.theta_init if self.theta_init is not None else np.zeros(self.n_params)
         theta = np.asarray(theta0, dtype=np.float64).copy()
-        previous = None
-        self.refit_info_ = {"n_outer": 0, "converged": False}
-        for outer in range(self.refit_max_outer):
-            theta_t = self._t(theta)
-            points = [self.attack_rows(theta_t, c) for c in _chunks(rows, self.batch_size)]
-            if previous is not None and all(torch.equal(a, b) for a, b in zip(points, previous)):
-                self.refit_info_ = {"n_outer": outer, "converged": True}
-                break
-            previous = points
-            theta = self._solve_fixed_points(theta, rows, points)
-        else:
-            self.refit_info_ = {"n_outer": self.refit_max_outer, "converged": False}
-        return theta
-
-    def _solve_fixed_points(self, theta, rows, points):
-        """L-BFGS on the mean loss at fixed inputs, plus the penalty."""
         m = len(rows)
-        data = []
-        for chunk, xa in zip(_chunks(rows, self.batch_size), points):
-            if self.head is not None:
-                with torch.no_grad():
-                    data.append((self._capture(xa), self._y(chunk), True))
-            else:
-                data.append((xa, self._y(chunk), False))
 
         def fun(th):
-            t = self._t(th).requires_grad_(True)
+            t = self._t(th)
             total = 0.0
             g = torch.zeros_like(t)
-            for inp, y, on_head in data:
-                loss = self._loss_sum(t, inp, y, on_head)
-                g += torch.autograd.grad(loss, t)[0]
-                total += float(loss)
-            tt = t.detach()
-            f = total / m + 0.5 * self.alpha * float(tt @ tt)
-            return f, (g / m + self.alpha * tt).cpu().numpy()
+            for chunk in _chunks(rows, self.batch_size):
+                xa = self.attack_rows(t, chunk)
+                y = self._y(chunk)
+                if self.head is not None:
+                    with torch.no_grad():
+                        inp, on_head = self._capture(xa), True
+                else:
+                    inp, on_head = xa, False
+                tt = t.clone().requires_grad_(True)
+                loss = self._loss_sum(tt, inp, y, on_head)
+                g += torch.autograd.grad(loss, tt)[0]
+                total += float(loss.detach())
+            f = total / m + 0.5 * self.alpha * float(t @ t)
+            return f, (g / m + self.alpha * t).cpu().numpy()
 
         res = minimize(fun, theta, jac=True, method="L-BFGS-B",
-                       options={"maxiter": 5000, "maxcor": 30, "gtol": self.refit_tol,
-                                "ftol": 0.0})
+                       options={"maxiter": self.refit_max_iter, "maxcor": 30,
+                                "gtol": self.refit_tol, "ftol": 0.0})
+        self.refit_info_ = {"n_iter": int(res.nit), "gradient_norm": float(np.linalg.norm(res.jac)),
+                            "message": str(res.message)}
         return res.x
 
 

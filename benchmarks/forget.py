@@ -1,0 +1,103 @@
+"""Forgetting benchmark of the linear estimators: fidelity and speed.
+
+For a dataset and model, fits the exact adversarially trained model once, then
+for each removal size (random rows) forgets with each forgetter, retrains
+exactly on the remaining rows, and prints the residual fraction
+``||w_u - w_r|| / ||w* - w_r||`` beside the do-nothing distance, and the
+timings (memory pre-computation, per-request solve, retrain) as medians over
+repeats.
+
+Usage::
+
+    python benchmarks/forget.py --dataset mnist-b --data ../shared/data
+    python benchmarks/forget.py --dataset covtype --model ridge --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from skmuter import AdversarialLogisticRegression, AdversarialRidgeClassifier
+from skmuter.attacks import PGD
+from skmuter.datasets import load_covtype_binary, load_mnist_b
+from skmuter.metrics import parameter_distance
+
+SETTINGS = {"mnist-b": (load_mnist_b, 64 / 255), "covtype": (load_covtype_binary, 4 / 255)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(SETTINGS), default="mnist-b")
+    parser.add_argument("--model", choices=["logistic", "ridge"], default="logistic")
+    parser.add_argument("--data", default=os.environ.get("SKMUTER_DATA"))
+    parser.add_argument("--removals", default="1,10,1%")
+    parser.add_argument("--forgetters", default="muter,newton-delta,influence-delta,"
+                                                "fisher-delta,muter-paper")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    loader, eps = SETTINGS[args.dataset]
+    X, _, y, _ = loader(path=args.data, download=False)
+    Est = AdversarialLogisticRegression if args.model == "logistic" else AdversarialRidgeClassifier
+    est = Est(attack=PGD(eps, clip=(0, 1)), alpha=1e-4, fit_intercept=False)
+    t0 = time.perf_counter()
+    est.fit(X, y)
+    fit_time = time.perf_counter() - t0
+    print(f"{args.dataset} {args.model}: n={X.shape[0]} d={X.shape[1]} fit {fit_time:.2f} s, "
+          f"optimality residual {est.optimality_residual_:.2e}, "
+          f"non-zero weights {np.count_nonzero(est.coef_)}")
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for spec in args.removals.split(","):
+        k = int(round(float(spec[:-1]) / 100 * X.shape[0])) if spec.endswith("%") else int(spec)
+        for rep in range(args.repeats):
+            remove = rng.choice(X.shape[0], size=k, replace=False)
+            t0 = time.perf_counter()
+            reference = _retrained(est, remove)
+            retrain_time = time.perf_counter() - t0
+            nothing = parameter_distance(est, reference)
+            for name in args.forgetters.split(","):
+                model = copy.deepcopy(est).set_params(forgetter=name)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if k == 1:
+                        model.partial_forget(remove)
+                    else:
+                        model.forget(remove)
+                log = model.forget_log_
+                rows.append({
+                    "removed": k, "repeat": rep, "forgetter": name,
+                    "residual_fraction": parameter_distance(model, reference) / nothing,
+                    "distance": parameter_distance(model, reference),
+                    "do_nothing": nothing,
+                    "precompute_s": log[0]["precompute_time"],
+                    "forget_s": sum(r["solve_time"] + r["update_time"] for r in log),
+                    "retrain_s": retrain_time,
+                })
+    table = pd.DataFrame(rows)
+    summary = table.groupby(["removed", "forgetter"], sort=False).median(numeric_only=True)
+    summary = summary.drop(columns="repeat")
+    summary["speedup"] = summary["retrain_s"] / summary["forget_s"]
+    with pd.option_context("display.width", 250, "display.max_columns", None,
+                           "display.float_format", "{:.3g}".format):
+        print(summary)
+
+
+def _retrained(est, remove):
+    """Exact retrain without ``remove`` (without touching ``est``)."""
+    X, y = est.remaining_training_data()
+    kept = np.setdiff1d(np.arange(est.n_train_), remove)
+    return clone(est).fit(X[kept], y[kept])
+
+
+if __name__ == "__main__":
+    main()

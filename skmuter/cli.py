@@ -1,0 +1,298 @@
+"""The ``skmuter`` command line: ``skmuter demo`` and ``skmuter bench``.
+
+``skmuter demo``
+    Offline, on scikit-learn's bundled digits (1 vs 7): adversarial fit,
+    clean and robust accuracy, then forgetting 1% of the training rows with
+    every forgetter beside an exact retrain; prints a table and writes a PNG.
+``skmuter bench``
+    The MUter paper's linear experiments (see :mod:`skmuter.benchmark`):
+    prints the efficiency table (Table 6 layout) and the effectiveness,
+    accuracy and robustness tables, and writes CSV files and PNG figures.
+
+Bad arguments end with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import __version__
+from .benchmark import (ATTACKS, DATASETS, DEFAULT_FORGETTERS, DEFAULT_REMOVALS, DO_NOTHING,
+                        MODELS, PROTOCOLS, RETRAIN, load_dataset, paper_attack,
+                        paper_estimator, parse_removals, run_benchmark)
+from .datasets import DATA_ENV, DatasetNotFoundError
+from .forgetters import FORGETTER_NAMES
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A bad command-line argument, reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _forgetter_list(text):
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("no forgetter given")
+    unknown = [n for n in names if n not in FORGETTER_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown forgetter {unknown[0]!r} (choose from {', '.join(FORGETTER_NAMES)})"
+        )
+    return [n for n in names if n != RETRAIN]
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``skmuter`` command."""
+    parser = _Parser(
+        prog="skmuter",
+        description="Adversarially trained models that forget training rows (MUter).",
+    )
+    parser.add_argument("--version", action="version", version=f"skmuter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,bench}", parser_class=_Parser)
+
+    demo = sub.add_parser(
+        "demo", help="offline demo on scikit-learn's digits (1 vs 7)",
+        description="Fit an adversarially trained logistic regression on scikit-learn's "
+                    "digits 1 vs 7, forget 1%% of its training rows with every forgetter "
+                    "and compare with an exact retrain. Needs no network.",
+    )
+    demo.add_argument("--out", metavar="DIR", help="folder for the figure (default: a new "
+                      "temporary folder)")
+    demo.add_argument("--removal", default="1%", help="rows to forget, a count or a "
+                      "percentage (default: 1%%)")
+    demo.add_argument("--repeats", type=_positive_int, default=5,
+                      help="random removal sets, medians reported (default: 5)")
+    demo.add_argument("--forgetters", type=_forgetter_list, default=list(DEFAULT_FORGETTERS),
+                      help="comma-separated forgetter names (default: all)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the removal draws")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    bench = sub.add_parser(
+        "bench", help="the MUter paper's linear experiments",
+        description="Fit once, forget random training rows with every forgetter, compare "
+                    "with an exact retrain timed in the same run. Prints the efficiency "
+                    "table (the paper's Table 6 layout) and the effectiveness, accuracy and "
+                    "robustness tables; writes CSV files and PNG figures.",
+    )
+    bench.add_argument("--dataset", default="mnist-b", choices=DATASETS,
+                       help="digits (offline, bundled), mnist-b or covtype (default: mnist-b)")
+    bench.add_argument("--model", default="logistic", choices=MODELS,
+                       help="logistic regression or ridge classifier (default: logistic)")
+    bench.add_argument("--attack", default="fgsm", choices=ATTACKS,
+                       help="attack of the threat model and of the evaluation; fgsm is the "
+                            "paper's random start plus one step (default: fgsm)")
+    bench.add_argument("--removals", default=DEFAULT_REMOVALS,
+                       help=f"removal sizes, counts or percentages (default: {DEFAULT_REMOVALS})")
+    bench.add_argument("--forgetters", type=_forgetter_list, default=list(DEFAULT_FORGETTERS),
+                       help="comma-separated forgetter names (default: all); the exact "
+                            "retrain always runs")
+    bench.add_argument("--repeats", type=_positive_int, default=2,
+                       help="random removal orders, medians reported (default: 2)")
+    bench.add_argument("--sequential", action="store_true",
+                       help="forget one row per request (the paper's Algorithm 1) instead "
+                            "of one request per removal-size step")
+    bench.add_argument("--alpha", type=float, default=1e-4,
+                       help="L2 penalty, the paper's lambda (default: 1e-4)")
+    bench.add_argument("--data", metavar="PATH",
+                       help=f"data file or folder (default: ${DATA_ENV}, then download)")
+    bench.add_argument("--out", metavar="DIR", default="skmuter-bench",
+                       help="folder for CSV and PNG files (default: ./skmuter-bench)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the removal draws")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+# ---- printing ---------------------------------------------------------------------
+def _print_table(title, table, fmt):
+    if table is None:
+        return
+    print(f"\n{title}")
+    print(table.to_string(float_format=fmt, na_rep="-"))
+
+
+def _g3(x):
+    return f"{x:.3g}"
+
+
+def _e2(x):
+    return f"{x:.2e}"
+
+
+def _f4(x):
+    return f"{x:.4f}"
+
+
+def _describe_attack(attack):
+    name = type(attack).__name__
+    extra = f", {attack.n_steps} steps of {attack.step_size:.4g}" if name == "PGD" else ""
+    start = ", random start" if attack.random_start else ""
+    return f"{name} l_inf eps={attack.epsilon:.4g}{extra}{start}, inputs in [0, 1]"
+
+
+def _print_header(result, dataset, attack):
+    info = result.info
+    print(f"dataset {dataset}: {info['n_train']} training / {info['n_test']} test rows, "
+          f"{info['n_features']} features")
+    print(f"model {info['estimator']}(alpha={info.get('alpha', 1e-4):g}, fit_intercept=False, "
+          f"solver='exact'), threat {_describe_attack(attack)}")
+    print(f"fit {info['fit_time']:.2f} s, optimality residual {info['optimality_residual']:.1e}, "
+          f"{info['n_nonzero_coef']} of {info['n_features']} weights non-zero")
+    print(f"test accuracy: clean {info['original_clean_accuracy']:.4f}, robust "
+          f"{info['original_robust_accuracy']:.4f} (exact worst case), "
+          f"{info.get('original_attack_accuracy', float('nan')):.4f} "
+          f"({type(attack).__name__})")
+
+
+def _print_warnings(result):
+    rec = result.records
+    if "n_warnings" not in rec:
+        return
+    last = rec[rec["n_removed"] == rec["n_removed"].max()]
+    counts = last.groupby("method", sort=False)["n_warnings"].max().dropna()
+    counts = counts[counts > 0]
+    if len(counts):
+        listed = ", ".join(f"{m} ({int(c)})" for m, c in counts.items())
+        print("\nnote: requests whose forgetting matrix was not positive definite (solved "
+              f"as indefinite or least squares, see ForgetWarning): {listed}")
+
+
+# ---- commands ---------------------------------------------------------------------
+def _checked(func, *args):
+    """Call ``func``; a ValueError there comes from the user's arguments or files."""
+    try:
+        return func(*args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _demo(args):
+    X_train, X_test, y_train, y_test = load_dataset("digits")
+    removals = _checked(parse_removals, args.removal, len(y_train))
+    attack = paper_attack("digits", "fgsm", random_state=args.seed)
+    estimator = paper_estimator("logistic", attack)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="skmuter-demo-"))
+    print("skmuter demo: scikit-learn digits 1 vs 7, adversarial logistic regression")
+    result = run_benchmark(
+        estimator, X_train, y_train, X_test, y_test, removals=[removals[0][0]],
+        forgetters=args.forgetters, repeats=args.repeats, attack=attack,
+        random_state=args.seed, progress=not args.no_progress,
+        info={"dataset": "digits 1 vs 7", "model": "logistic", "attack": "FGSM"},
+    )
+    _print_header(result, "digits (1 vs 7)", attack)
+    summary = result.summary().set_index("method")
+    label, count = removals[0]
+    table = summary[["time", "precompute_time", "distance", "residual_fraction",
+                     "clean_accuracy", "robust_accuracy"]].rename(columns={
+                         "time": "time (s)", "precompute_time": "pre-comp. (s)",
+                         "distance": "dist. to retrain", "residual_fraction": "residual frac.",
+                         "clean_accuracy": "clean acc.", "robust_accuracy": "robust acc."})
+    table.index.name = None
+    print(f"\nforgetting {count} of {len(y_train)} training rows ({label}), median of "
+          f"{args.repeats} random draws; residual fraction 0 = exact retrain, 1 = do nothing")
+    print(table.to_string(na_rep="-", formatters={
+        "time (s)": _g3, "pre-comp. (s)": _g3, "dist. to retrain": _e2,
+        "residual frac.": _g3, "clean acc.": _f4, "robust acc.": _f4}))
+    _print_warnings(result)
+    path = result.plot_overview(out / "demo.png")
+    print(f"\nfigure: {path}")
+    return 0
+
+
+def _bench(args):
+    t_start = time.perf_counter()
+    X_train, X_test, y_train, y_test = _checked(load_dataset, args.dataset, args.data)
+    removals = _checked(parse_removals, args.removals, len(y_train))
+    if args.alpha < 0:
+        raise UsageError(f"argument --alpha: must be >= 0, got {args.alpha}")
+    attack = paper_attack(args.dataset, args.attack, random_state=args.seed)
+    estimator = paper_estimator(args.model, attack, alpha=args.alpha)
+    out = Path(args.out)
+    print(f"skmuter bench: {args.dataset}, {args.model}, {args.attack}, removals "
+          f"{', '.join(f'{lab}={n}' if lab.endswith('%') else lab for lab, n in removals)}, "
+          f"{args.repeats} repeats, "
+          f"{'one row per request' if args.sequential else 'one request per size step'}"
+          , flush=True)
+    result = run_benchmark(
+        estimator, X_train, y_train, X_test, y_test, removals=[lab for lab, _ in removals],
+        forgetters=args.forgetters, repeats=args.repeats, attack=attack,
+        sequential=args.sequential, random_state=args.seed, progress=not args.no_progress,
+        info={"dataset": args.dataset, "model": args.model, "attack": args.attack.upper(),
+              "alpha": args.alpha},
+    )
+    _print_header(result, args.dataset, attack)
+    n = args.repeats
+    _print_table(f"Efficiency: seconds to forget, median of {n} (pre-computation excluded; "
+                 "paper Table 6 layout)", result.efficiency_table(), _g3)
+    timing = result.timing_table()
+    _print_table("Time per stage (seconds, median)", timing, _g3)
+    _print_table(f"Effectiveness: ||w_u - w_retrain||_2, median of {n} "
+                 f"({DO_NOTHING} = ||w* - w_retrain||)", result.effectiveness_table(), _e2)
+    _print_table("Residual fraction: distance / do-nothing distance (0 exact, 1 no better "
+                 "than doing nothing)", result.effectiveness_table("residual_fraction"), _g3)
+    _print_table("Gradient residual of the remaining robust objective (0 at the optimum)",
+                 result.effectiveness_table("gradient_residual"), _e2)
+    _print_table("Clean test accuracy (median)", result.accuracy_table(), _f4)
+    _print_table("Robust test accuracy, exact worst case (median)", result.robustness_table(),
+                 _f4)
+    _print_table(f"Test accuracy under {args.attack.upper()} (median)",
+                 result.robustness_table(attack=True), _f4)
+    _print_warnings(result)
+    prefix = f"{args.dataset}_{args.model}_{args.attack}_"
+    paths = result.save(out, prefix=prefix)
+    print(f"\nwrote {len(paths)} files to {out}/ ({prefix}*.csv, {prefix}*.png)")
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Run the ``skmuter`` command; return its exit status.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 for bad arguments or missing data.
+
+    Examples
+    --------
+    >>> from skmuter.cli import main
+    >>> main(["bench", "--dataset", "digits", "--removals", "100000"])
+    2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return _demo(args) if args.command == "demo" else _bench(args)
+    except (UsageError, DatasetNotFoundError) as exc:
+        print(f"skmuter: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("skmuter: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,96 @@
+"""The skmuter command line: demo, bench on the bundled digits, bad arguments."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skmuter.cli import main
+
+FAST = ["--repeats", "1", "--no-progress"]
+
+
+def _one_line_error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skmuter: error:")
+    return lines[0]
+
+
+def test_demo_prints_the_table_and_writes_a_figure(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--forgetters", "muter,newton", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "robust" in out and "clean" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    for method in ("muter", "newton", "retrain", "do-nothing"):
+        assert method in rows
+    # residual fraction column: MUter close to the retrain, doing nothing is 1
+    assert float(rows["muter"][4]) < 0.5
+    assert float(rows["do-nothing"][4]) == 1.0
+    assert (tmp_path / "demo.png").stat().st_size > 1000
+
+
+def test_bench_on_digits_writes_csv_and_png(tmp_path, capsys):
+    argv = ["bench", "--dataset", "digits", "--removals", "1,3,2%", "--forgetters",
+            "muter,newton-delta,retrain", "--out", str(tmp_path), *FAST]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Efficiency" in out and "speed-up (retrain / muter)" in out
+    assert "Effectiveness" in out and "do-nothing" in out and "Robust test accuracy" in out
+    prefix = "digits_logistic_fgsm_"
+    for stem in ("efficiency", "effectiveness", "accuracy", "robustness"):
+        assert (tmp_path / f"{prefix}{stem}.png").stat().st_size > 1000
+        assert (tmp_path / f"{prefix}{stem}.csv").is_file()
+    eff = pd.read_csv(tmp_path / f"{prefix}efficiency.csv", index_col=0)
+    assert list(eff.columns) == ["1", "3", "2% (5)"]
+    assert {"muter", "newton-delta", "retrain"} <= set(eff.index)
+    records = pd.read_csv(tmp_path / f"{prefix}records.csv")
+    assert set(records["method"]) == {"muter", "newton-delta", "retrain", "do-nothing"}
+    retrain = records[records["method"] == "retrain"]
+    assert (retrain["time"] > 0).all() and np.allclose(retrain["distance"], 0)
+    effect = pd.read_csv(tmp_path / f"{prefix}effectiveness.csv", index_col=0)
+    assert (effect.loc["muter"] < effect.loc["do-nothing"]).all()
+
+
+def test_bench_ridge_pgd_sequential(tmp_path, capsys):
+    argv = ["bench", "--dataset", "digits", "--model", "ridge", "--attack", "pgd",
+            "--removals", "2", "--forgetters", "muter", "--sequential", "--out",
+            str(tmp_path), *FAST]
+    assert main(argv) == 0
+    records = pd.read_csv(tmp_path / "digits_ridge_pgd_records.csv")
+    assert records.loc[records["method"] == "muter", "n_requests"].tolist() == [2]
+    assert "PGD" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+    (["bench", "--dataset", "digits", "--removals", "1,5000"], "larger than the data"),
+    (["bench", "--dataset", "digits", "--removals", "1,x"], "bad removal size 'x'"),
+    (["bench", "--dataset", "digits", "--forgetters", "muter,oblivion"], "unknown forgetter"),
+    (["bench", "--dataset", "digits", "--repeats", "0"], "positive integer"),
+    (["demo", "--removal", "100%"], "larger than the data"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_give_one_line_and_status_2(capsys, argv, words):
+    assert words in _one_line_error(capsys, argv)
+
+
+def test_missing_data_file_gives_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SKMUTER_DATA", raising=False)
+    line = _one_line_error(capsys, ["bench", "--dataset", "covtype", "--data",
+                                    str(tmp_path / "nowhere")])
+    assert "Covtype data not found" in line and "SKMUTER_DATA" in line
+
+
+def test_module_entry_point():
+    done = subprocess.run([sys.executable, "-m", "skmuter", "bench", "--dataset", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "skmuter: error: argument --dataset: invalid choice: 'nope' (choose from "
+        "'digits', 'mnist-b', 'covtype')"
+    ]
