@@ -20,7 +20,7 @@ parser.add_argument("--data", help="covtype.npz or its folder")
 parser.add_argument("--out", default="covtype_results", help="output folder")
 parser.add_argument("--model", default="logistic", choices=["logistic", "ridge"])
 parser.add_argument("--removals", default="1,5,10,1%,2%")
-parser.add_argument("--repeats", type=int, default=2)
+parser.add_argument("--repeats", type=int, default=3)
 args = parser.parse_args()
 
 X_train, X_test, y_train, y_test = load_covtype_binary(args.data)

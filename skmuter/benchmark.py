@@ -39,19 +39,19 @@ from .forgetters import FORGETTER_NAMES, Retrain
 from .metrics import gradient_residual, parameter_distance, robust_accuracy
 
 __all__ = [
-    "Protocol",
-    "PROTOCOLS",
-    "DATASETS",
-    "MODELS",
     "ATTACKS",
+    "DATASETS",
     "DEFAULT_FORGETTERS",
     "DEFAULT_REMOVALS",
+    "MODELS",
+    "PROTOCOLS",
+    "BenchmarkResult",
+    "Protocol",
     "load_dataset",
     "paper_attack",
     "paper_estimator",
     "parse_removals",
     "run_benchmark",
-    "BenchmarkResult",
 ]
 
 #: the forgetters compared by default (the exact retrain is always the reference)
@@ -247,7 +247,7 @@ def parse_removals(spec, n_train: int):
                              "1,5,10,1%,2%.")
         value, percent = float(m.group(1)), m.group(2) == "%"
         if percent:
-            count = int(round(value / 100.0 * n_train))
+            count = round(value / 100.0 * n_train)
         elif value != int(value):
             raise ValueError(f"bad removal size {text!r}: a count must be a whole number.")
         else:
@@ -324,9 +324,9 @@ def _evaluate(model, X_test, y_test, attack):
 
 
 def run_benchmark(estimator, X_train, y_train, X_test, y_test, *,
-                  removals=DEFAULT_REMOVALS, forgetters=DEFAULT_FORGETTERS, repeats: int = 2,
+                  removals=DEFAULT_REMOVALS, forgetters=DEFAULT_FORGETTERS, repeats: int = 3,
                   attack=None, sequential: bool = False, random_state=0,
-                  progress: bool = True, info: dict | None = None) -> "BenchmarkResult":
+                  progress: bool = True, info: dict | None = None) -> BenchmarkResult:
     """Fit once, forget random rows with every forgetter, compare with exact retrains.
 
     Each repeat draws one random removal order. The removal sets of the
@@ -351,7 +351,7 @@ def run_benchmark(estimator, X_train, y_train, X_test, y_test, *,
         Forgetter names (:data:`skmuter.forgetters.FORGETTER_NAMES`); the
         exact retrain always runs as the reference, ``'retrain'`` in the list
         is ignored.
-    repeats : int, default=2
+    repeats : int, default=3
         Random removal orders; tables report medians over them.
     attack : attack object, default=None
         Extra evaluation attack (column ``attack_accuracy``), e.g. the paper's
@@ -410,8 +410,10 @@ def run_benchmark(estimator, X_train, y_train, X_test, y_test, *,
         info["fit_time"] = time.perf_counter() - t0
     info.update({
         "estimator": type(model).__name__,
-        "n_train": int(len(y_train)),
-        "n_test": int(len(y_test)),
+        "model_repr": repr(model),
+        "eval_attack": type(attack).__name__ if attack is not None else None,
+        "n_train": len(y_train),
+        "n_test": len(y_test),
         "n_features": int(np.shape(X_train)[1]),
         "repeats": int(repeats),
         "sequential": bool(sequential),
@@ -500,7 +502,26 @@ class BenchmarkResult:
         positive definite, see :class:`skmuter.forgetters.ForgetWarning`).
         Times, requests and warnings of a forgetter add up over the size steps.
     info : dict
-        Facts about the run (sizes, fit time, date, machine, ...).
+        Facts about the run (sizes, fit time, date, accuracies of the fitted
+        model, ...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skmuter.benchmark import (load_dataset, paper_attack, paper_estimator,
+    ...                                run_benchmark)
+    >>> X_train, X_test, y_train, y_test = load_dataset("digits")
+    >>> est = paper_estimator("ridge", paper_attack("digits"))
+    >>> result = run_benchmark(est, X_train, y_train, X_test, y_test, removals="1,2%",
+    ...                        forgetters=["muter"], repeats=1, progress=False)
+    >>> list(result.efficiency_table().index)[:2]
+    ['muter', 'retrain']
+    >>> result.accuracy_table().columns.tolist()
+    ['1', '2% (5)']
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     names = sorted(p.name for p in result.save(out) if p.suffix == ".png")
+    >>> names
+    ['accuracy.png', 'effectiveness.png', 'efficiency.png', 'robustness.png']
     """
 
     records: pd.DataFrame
@@ -557,7 +578,7 @@ class BenchmarkResult:
             ref = reference or ("muter" if "muter" in methods else methods[0])
             pre = self._pivot("precompute_time", [ref]).loc[ref]
             table.loc[f"speed-up (retrain / {ref})"] = table.loc[RETRAIN] / table.loc[ref]
-            table.loc[f"speed-up incl. pre-computation"] = (
+            table.loc["speed-up incl. pre-computation"] = (
                 table.loc[RETRAIN] / (table.loc[ref] + pre))
         return table
 
@@ -630,6 +651,72 @@ class BenchmarkResult:
             "robustness_attack": self.robustness_table(attack=True),
         }
         return {k: v for k, v in out.items() if v is not None}
+
+    def report(self, tables: bool = True) -> str:
+        """The run as text: set-up, fitted model, then every table.
+
+        Parameters
+        ----------
+        tables : bool, default=True
+            ``False`` gives the header only.
+
+        Returns
+        -------
+        text : str
+        """
+        info = self.info
+        attack = info.get("eval_attack") or "attack"
+        lines = [
+            (f"data: {info.get('dataset', '?')}, {info['n_train']} training / {info['n_test']} "
+            f"test rows, {info['n_features']} features"),
+            f"model: {' '.join(info.get('model_repr', info['estimator']).split())}",
+            (f"fit: {info['fit_time']:.2f} s, optimality residual "
+            f"{info['optimality_residual']:.1e}, {info['n_nonzero_coef']} of "
+            f"{info['n_features']} weights non-zero"),
+            f"test accuracy: clean {info['original_clean_accuracy']:.4f}, robust "
+            f"{info['original_robust_accuracy']:.4f} (exact worst case)"
+            + (f", {info['original_attack_accuracy']:.4f} ({attack})"
+               if "original_attack_accuracy" in info else ""),
+        ]
+        if not tables:
+            return "\n".join(lines)
+        n = info.get("repeats", "?")
+        steps = "one row per request" if info.get("sequential") else "one request per size step"
+        parts = [
+            ((f"Efficiency: seconds to forget, median of {n} repeats, pre-computation excluded "
+             f"({steps}; the paper's Table 6 layout)"), self.efficiency_table(), "{:.3g}"),
+            ("Time per stage (seconds, median)", self.timing_table(), "{:.3g}"),
+            ((f"Effectiveness: ||w_u - w_retrain||_2, median of {n} "
+             "(do-nothing: ||w* - w_retrain||_2)"), self.effectiveness_table(), "{:.2e}"),
+            (("Residual fraction: distance / do-nothing distance (0 = exact retrain, 1 = no "
+             "better than doing nothing)"), self.effectiveness_table("residual_fraction"),
+             "{:.3g}"),
+            ("Gradient residual of the remaining robust objective (0 at its optimum)",
+             self.effectiveness_table("gradient_residual"), "{:.2e}"),
+            ("Clean test accuracy (median)", self.accuracy_table(), "{:.4f}"),
+            ("Robust test accuracy, exact worst case (median)", self.robustness_table(),
+             "{:.4f}"),
+            (f"Test accuracy under {attack} (median)", self.robustness_table(attack=True),
+             "{:.4f}"),
+        ]
+        for title, table, fmt in parts:
+            if table is not None:
+                lines += ["", title, table.to_string(float_format=fmt.format, na_rep="-")]
+        warned = self._warned()
+        if warned:
+            lines += ["", ("note: forget requests whose matrix was not positive definite "
+                      f"(solved as indefinite or least squares, see ForgetWarning): {warned}")]
+        return "\n".join(lines)
+
+    def _warned(self):
+        rec = self.records
+        if "n_warnings" not in rec:
+            return ""
+        last = rec[rec["n_removed"] == rec["n_removed"].max()]
+        counts = last.groupby("method", sort=False)[["n_warnings", "n_requests"]].max()
+        counts = counts[counts["n_warnings"] > 0]
+        return ", ".join(f"{m} ({int(r.n_warnings)} of {int(r.n_requests)} requests)"
+                         for m, r in counts.iterrows())
 
     # ---- files ----------------------------------------------------------------------
     def save(self, out_dir, prefix: str = "") -> list:
@@ -781,8 +868,11 @@ class BenchmarkResult:
             if log:
                 y = np.maximum(y, _FLOOR)
             style = _STYLE.get(method, {})
+            # The references go underneath: forgetters that match them stay visible.
+            reference = method in (RETRAIN, DO_NOTHING)
             ax.plot(x, y, marker=style.get("marker", "o"), linestyle=style.get("ls", "-"),
-                    color=style.get("color"), label=method, linewidth=1.5, markersize=5)
+                    color=style.get("color"), label=method, linewidth=2.5 if reference else 1.5,
+                    markersize=5, zorder=1 if reference else 2)
         ax.set_xticks(x, table.columns, rotation=0)
         ax.set_xlabel("rows removed")
         if log:

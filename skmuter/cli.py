@@ -21,9 +21,19 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .benchmark import (ATTACKS, DATASETS, DEFAULT_FORGETTERS, DEFAULT_REMOVALS, DO_NOTHING,
-                        MODELS, PROTOCOLS, RETRAIN, load_dataset, paper_attack,
-                        paper_estimator, parse_removals, run_benchmark)
+from .benchmark import (
+    ATTACKS,
+    DATASETS,
+    DEFAULT_FORGETTERS,
+    DEFAULT_REMOVALS,
+    MODELS,
+    RETRAIN,
+    load_dataset,
+    paper_attack,
+    paper_estimator,
+    parse_removals,
+    run_benchmark,
+)
 from .datasets import DATA_ENV, DatasetNotFoundError
 from .forgetters import FORGETTER_NAMES
 
@@ -106,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--forgetters", type=_forgetter_list, default=list(DEFAULT_FORGETTERS),
                        help="comma-separated forgetter names (default: all); the exact "
                             "retrain always runs")
-    bench.add_argument("--repeats", type=_positive_int, default=2,
-                       help="random removal orders, medians reported (default: 2)")
+    bench.add_argument("--repeats", type=_positive_int, default=3,
+                       help="random removal orders, medians reported (default: 3)")
     bench.add_argument("--sequential", action="store_true",
                        help="forget one row per request (the paper's Algorithm 1) instead "
                             "of one request per removal-size step")
@@ -123,13 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- printing ---------------------------------------------------------------------
-def _print_table(title, table, fmt):
-    if table is None:
-        return
-    print(f"\n{title}")
-    print(table.to_string(float_format=fmt, na_rep="-"))
-
-
 def _g3(x):
     return f"{x:.3g}"
 
@@ -140,40 +143,6 @@ def _e2(x):
 
 def _f4(x):
     return f"{x:.4f}"
-
-
-def _describe_attack(attack):
-    name = type(attack).__name__
-    extra = f", {attack.n_steps} steps of {attack.step_size:.4g}" if name == "PGD" else ""
-    start = ", random start" if attack.random_start else ""
-    return f"{name} l_inf eps={attack.epsilon:.4g}{extra}{start}, inputs in [0, 1]"
-
-
-def _print_header(result, dataset, attack):
-    info = result.info
-    print(f"dataset {dataset}: {info['n_train']} training / {info['n_test']} test rows, "
-          f"{info['n_features']} features")
-    print(f"model {info['estimator']}(alpha={info.get('alpha', 1e-4):g}, fit_intercept=False, "
-          f"solver='exact'), threat {_describe_attack(attack)}")
-    print(f"fit {info['fit_time']:.2f} s, optimality residual {info['optimality_residual']:.1e}, "
-          f"{info['n_nonzero_coef']} of {info['n_features']} weights non-zero")
-    print(f"test accuracy: clean {info['original_clean_accuracy']:.4f}, robust "
-          f"{info['original_robust_accuracy']:.4f} (exact worst case), "
-          f"{info.get('original_attack_accuracy', float('nan')):.4f} "
-          f"({type(attack).__name__})")
-
-
-def _print_warnings(result):
-    rec = result.records
-    if "n_warnings" not in rec:
-        return
-    last = rec[rec["n_removed"] == rec["n_removed"].max()]
-    counts = last.groupby("method", sort=False)["n_warnings"].max().dropna()
-    counts = counts[counts > 0]
-    if len(counts):
-        listed = ", ".join(f"{m} ({int(c)})" for m, c in counts.items())
-        print("\nnote: requests whose forgetting matrix was not positive definite (solved "
-              f"as indefinite or least squares, see ForgetWarning): {listed}")
 
 
 # ---- commands ---------------------------------------------------------------------
@@ -198,7 +167,7 @@ def _demo(args):
         random_state=args.seed, progress=not args.no_progress,
         info={"dataset": "digits 1 vs 7", "model": "logistic", "attack": "FGSM"},
     )
-    _print_header(result, "digits (1 vs 7)", attack)
+    print(result.report(tables=False))
     summary = result.summary().set_index("method")
     label, count = removals[0]
     table = summary[["time", "precompute_time", "distance", "residual_fraction",
@@ -212,7 +181,6 @@ def _demo(args):
     print(table.to_string(na_rep="-", formatters={
         "time (s)": _g3, "pre-comp. (s)": _g3, "dist. to retrain": _e2,
         "residual frac.": _g3, "clean acc.": _f4, "robust acc.": _f4}))
-    _print_warnings(result)
     path = result.plot_overview(out / "demo.png")
     print(f"\nfigure: {path}")
     return 0
@@ -239,24 +207,7 @@ def _bench(args):
         info={"dataset": args.dataset, "model": args.model, "attack": args.attack.upper(),
               "alpha": args.alpha},
     )
-    _print_header(result, args.dataset, attack)
-    n = args.repeats
-    _print_table(f"Efficiency: seconds to forget, median of {n} (pre-computation excluded; "
-                 "paper Table 6 layout)", result.efficiency_table(), _g3)
-    timing = result.timing_table()
-    _print_table("Time per stage (seconds, median)", timing, _g3)
-    _print_table(f"Effectiveness: ||w_u - w_retrain||_2, median of {n} "
-                 f"({DO_NOTHING} = ||w* - w_retrain||)", result.effectiveness_table(), _e2)
-    _print_table("Residual fraction: distance / do-nothing distance (0 exact, 1 no better "
-                 "than doing nothing)", result.effectiveness_table("residual_fraction"), _g3)
-    _print_table("Gradient residual of the remaining robust objective (0 at the optimum)",
-                 result.effectiveness_table("gradient_residual"), _e2)
-    _print_table("Clean test accuracy (median)", result.accuracy_table(), _f4)
-    _print_table("Robust test accuracy, exact worst case (median)", result.robustness_table(),
-                 _f4)
-    _print_table(f"Test accuracy under {args.attack.upper()} (median)",
-                 result.robustness_table(attack=True), _f4)
-    _print_warnings(result)
+    print(result.report())
     prefix = f"{args.dataset}_{args.model}_{args.attack}_"
     paths = result.save(out, prefix=prefix)
     print(f"\nwrote {len(paths)} files to {out}/ ({prefix}*.csv, {prefix}*.png)")

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "DatasetNotFoundError",
     "DATA_ENV",
-    "load_mnist_b",
+    "DatasetNotFoundError",
     "load_covtype_binary",
     "load_mnist",
+    "load_mnist_b",
 ]
 
 #: environment variable naming a directory with the local data files

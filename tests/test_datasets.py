@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from skmuter import datasets
-from skmuter.datasets import (DatasetNotFoundError, load_covtype_binary, load_mnist,
-                              load_mnist_b)
+from skmuter.datasets import DatasetNotFoundError, load_covtype_binary, load_mnist, load_mnist_b
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +57,7 @@ def test_mnist_b_prefers_the_subset_file(data_dir):
            "X_test": rng.integers(0, 256, (3, 784), dtype=np.uint8),
            "y_test": np.array([7, 1, 7], dtype=np.uint8)}
     np.savez_compressed(path / "mnist_1_7.npz", **sub)
-    X_train, X_test, y_train, y_test = load_mnist_b(path)
+    _X_train, X_test, y_train, _y_test = load_mnist_b(path)
     np.testing.assert_array_equal(y_train, [1, 7, 7, 1, 1])
     np.testing.assert_allclose(X_test, sub["X_test"] / 255.0)
 
@@ -96,7 +95,7 @@ def test_covtype_split_sizes_match_the_paper(tmp_path):
     y = np.where(np.arange(n) % 100 < 49, 2, 1).astype(np.int8)
     X = (np.arange(n) % 3).astype(np.int32)[:, None]  # one column keeps the test light
     np.savez(tmp_path / "covtype.npz", X=X, y=y)
-    X_train, X_test, y_train, y_test = load_covtype_binary(tmp_path)
+    _X_train, _X_test, y_train, y_test = load_covtype_binary(tmp_path)
     assert (len(y_train), len(y_test)) == (522910, 58102)
 
 
@@ -127,7 +126,7 @@ def test_online_branch_uses_sklearn_fetchers(monkeypatch):
     assert X_train.shape == (60000, 3) and X_test.shape == (10000, 3)
     np.testing.assert_allclose(X_test[0], X[60000] / 255.0)
     assert y_train.dtype.kind == "i" and y_test[0] == 60000 % 10
-    Xb, _, yb, _ = load_mnist_b()
+    _Xb, _, yb, _ = load_mnist_b()
     assert set(np.unique(yb)) == {1, 7} and len(yb) == 12000
 
     cov = {"X": rng.integers(0, 9, (100, 54)).astype(float), "y": np.arange(100) % 7 + 1}

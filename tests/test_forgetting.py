@@ -98,7 +98,8 @@ def test_muter_close_to_exact_retrain_logistic(digits17, norm, eps, clip):
         reference = retrain(unlearned)
         assert reference.optimality_residual_ < 1e-8
         fraction = residual_fraction(unlearned, est, reference)
-        assert fraction < (0.01 if len(rows) == 1 else 0.05), fraction
+        # l_inf: exact up to the support changes it tracks; l_2: second-order error
+        assert fraction < (0.01 if len(rows) == 1 and norm == "inf" else 0.05), fraction
         # and doing nothing would be much worse than the comparators on l_2
         if norm == 2:
             naive = copy.deepcopy(est).set_params(forgetter="newton").forget(rows)
@@ -107,11 +108,14 @@ def test_muter_close_to_exact_retrain_logistic(digits17, norm, eps, clip):
 
 def test_l2_synthetic_within_five_percent():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(400, 6))
-    y = (X @ rng.normal(size=6) + 0.3 * rng.normal(size=400) > 0).astype(int)
-    est = AdversarialLogisticRegression(attack=PGD(0.3, norm=2), alpha=1e-3).fit(X, y)
-    unlearned = copy.deepcopy(est).forget(np.arange(10))
-    assert residual_fraction(unlearned, est, retrain(unlearned)) <= 0.05
+    X = rng.normal(size=(1000, 6))
+    y = (X @ rng.normal(size=6) + 0.3 * rng.normal(size=1000) > 0).astype(int)
+    for Est, target in ((AdversarialLogisticRegression, y),
+                        (AdversarialRidge, X @ np.linspace(1, 2, 6) + rng.normal(size=1000))):
+        est = Est(attack=PGD(0.3, norm=2), alpha=1e-3).fit(X, target)
+        for rows in ([3], np.arange(10)):
+            unlearned = copy.deepcopy(est).forget(rows)
+            assert residual_fraction(unlearned, est, retrain(unlearned)) <= 0.05
 
 
 def test_forget_equals_successive_partial_forgets(fitted):

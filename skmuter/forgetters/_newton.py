@@ -72,13 +72,20 @@ class _NewtonType(Forgetter):
         self.ties_ = None
         if self._curvature_kind() == "total" and hasattr(objective, "tie_state"):
             self._prepare_kinks(objective, theta, rows)
+        self.zeros_ = None
+        if (self._curvature_kind() == "total" and hasattr(objective, "zero_kkt_terms")
+                and len(self.cols_) < objective.n_params):
+            self.zeros_ = objective.zero_kkt_terms(theta, rows, self.cols_, **self._ties_kw())
         M = self._curvature(objective, rows)
         self.dense_ = isinstance(M, np.ndarray)
         self.memory_ = M if self.dense_ else None
         return self
 
+    def _ties_kw(self):
+        return {"ties": self.ties_} if getattr(self, "ties_", None) is not None else {}
+
     def _curvature(self, objective, rows):
-        extra = {"ties": self.ties_} if getattr(self, "ties_", None) is not None else {}
+        extra = self._ties_kw()
         return objective.hessian_sum(
             self.theta0_, rows, kind=self._curvature_kind(), points=self._points(),
             cols=self.cols_, neumann_order=getattr(self, "neumann_order", 3), **extra,
@@ -120,10 +127,21 @@ class _NewtonType(Forgetter):
         else:
             step = solve_operator(A, rhs, method=getattr(self, "operator_solver", "cg"))
         theta = self.theta0_.copy()
-        theta[self.cols_] += step
+        zeros_after = None
+        if getattr(self, "zeros_", None) is not None:
+            zcols, gp, gm, Cp, Cm = self.zeros_
+            _, rp, rm, rCp, rCm = objective.zero_kkt_terms(self.theta0_, removed, self.cols_,
+                                                           **self._ties_kw())
+            zeros_after = (zcols, gp - rp, gm - rm, Cp - rCp, Cm - rCm)
+            cols, step = self._wake_zeros(objective, zeros_after, step, rhs, remaining, n_after)
+        else:
+            cols = self.cols_
+        theta[cols] += step
         t2 = time.perf_counter()
         if self.dense_:
             self.memory_ = memory_after
+        if zeros_after is not None:
+            self.zeros_ = zeros_after
         if getattr(self, "ties_", None) is not None:
             self.kink_h_[removed] = 0.0  # nothing of a forgotten row stays here
             self.kink_norm_[removed] = 0.0
@@ -132,6 +150,45 @@ class _NewtonType(Forgetter):
         t3 = time.perf_counter()
         return theta, {"update_time": (t1 - t0) + (t3 - t2), "solve_time": t2 - t1}
 
+
+    def _wake_zeros(self, objective, zeros, step, rhs, remaining, n_after):
+        """Check the pinned zeros after the step; let those that would descend move.
+
+        The l_inf robust objective is non-differentiable at ``w_j = 0``; a zero
+        stays optimal while both one-sided derivatives of the remaining objective
+        are >= 0. When the step makes one negative, that weight leaves zero on
+        that side: the step is solved again with it free (its curvature computed
+        over the remaining rows), until the woken weights keep their sides.
+        """
+        zcols, gp, gm, Cp, Cm = zeros
+        tol = 1e-9 * max(n_after, 1)
+        up = gp + Cp @ step
+        down = gm - Cm @ step
+        viol = np.maximum(-up, -down)
+        woken = viol > tol
+        if not woken.any():
+            return self.cols_, step
+        orient = np.where(-up >= -down, 1.0, -1.0)
+        for _ in range(10):
+            wcols = zcols[woken]
+            sides = orient[woken]
+            cols = np.union1d(self.cols_, wcols)
+            probe = self.theta0_.copy()
+            probe[wcols] = sides * 1e-300
+            A = objective.hessian_sum(probe, remaining, kind="total", cols=cols,
+                                      **self._ties_kw())
+            A = self._damped(A, n_after)
+            b = np.zeros(len(cols))
+            b[np.searchsorted(cols, self.cols_)] = rhs
+            b[np.searchsorted(cols, wcols)] = np.where(sides > 0, -gp[woken], gm[woken])
+            new = solve_dense(A, b)[0]
+            wrong = sides * new[np.searchsorted(cols, wcols)] <= 0
+            if not wrong.any():
+                return cols, new
+            woken[np.flatnonzero(woken)[wrong]] = False
+            if not woken.any():
+                return self.cols_, step
+        return cols, new
 
     def _prepare_kinks(self, objective, theta, rows):
         """Per-row kink data of a squared robust loss: ``h = q+ - q-`` and ``||grad h||``."""

@@ -358,6 +358,47 @@ class LinearObjective:
             H[idx, idx] += len(rows) * self.alpha
         return H
 
+    def zero_kkt_terms(self, theta, rows, scols, ties=None):
+        """One-sided derivatives at the pinned zeros of an l_inf model, and their
+        coupling to the free coordinates.
+
+        For each zero weight ``j`` (``w_j = 0``), moving it up or down enters the
+        worst case with ``delta_j`` at the top or bottom of its room, so the
+        objective has two one-sided derivatives. Returns ``(zcols, gp, gm, Cp, Cm)``:
+        the zero columns, the summed derivatives in ``w_j+`` and ``w_j-`` over
+        ``rows`` (regulariser share included, it is 0 at ``w_j = 0``), and the
+        summed cross curvatures with the free coordinates ``scols`` such that,
+        after a step ``s`` on ``scols``, the derivatives become
+        ``gp + Cp @ s`` and ``gm - Cm @ s`` (to first order).
+        """
+        d = self.n_features
+        w, _ = self.split(theta)
+        zcols = np.flatnonzero(w == 0)
+        wcols, intercept = self._cols(scols)
+        k = len(scols)
+        gp, gm = np.zeros(len(zcols)), np.zeros(len(zcols))
+        Cp, Cm = np.zeros((len(zcols), k)), np.zeros((len(zcols), k))
+        if len(zcols) == 0 or len(rows) == 0:
+            return zcols, gp, gm, Cp, Cm
+        for r, z, x, _, s, weight in self._terms(theta, rows, "adversarial", wcols, ties):
+            yr = self.y[r]
+            g1 = self.loss.d1(z, yr)
+            c = self.loss.d2(z, yr)
+            if weight is not None:
+                g1, c = g1 * weight, c * weight
+            XZ = self.X[r][:, zcols]
+            zb = self.threat.bind(XZ, cols=zcols)
+            P = np.broadcast_to(zb.P, XZ.shape)
+            Q = np.broadcast_to(zb.Q, XZ.shape)
+            up = XZ + np.where(s[:, None] > 0, Q, -P)
+            down = XZ + np.where(s[:, None] < 0, Q, -P)
+            xt = self._augment(x, intercept)
+            gp += up.T @ g1
+            gm -= down.T @ g1
+            Cp += up.T @ (c[:, None] * xt)
+            Cm += down.T @ (c[:, None] * xt)
+        return zcols, gp, gm, Cp, Cm
+
     def tie_constraints(self, theta, rows, cols, ties):
         """Gradients of ``q+ - q-`` for the rows of ``rows`` on a tie (one row each)."""
         if ties is None or ties.rows.size == 0:

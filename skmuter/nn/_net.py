@@ -84,8 +84,9 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         principled total Hessian (only the free, unsaturated coordinates of
         the perturbation enter); :func:`paper_muter` the paper's form.
     random_state : int or None, default=None
-        Seeds initialisation, shuffling and the attack's random starts: two
-        CPU fits with the same seed give the same model.
+        Seeds the module's construction (when ``module`` is a class), the
+        shuffling and the attack's random starts: two CPU fits with the same
+        seed give the same model. The global torch generator is left as it was.
     polish : bool, default=True
         Solve for the forgotten parameters exactly after training.
     max_dense_params : int, default=2048
@@ -174,6 +175,16 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         self.random_state = random_state
         self.polish = polish
         self.max_dense_params = max_dense_params
+
+    def set_params(self, **params):
+        """Set parameters; ``attack__<name>`` sets a parameter of the attack object."""
+        nested = {k[len("attack__"):]: params.pop(k) for k in list(params)
+                  if k.startswith("attack__")}
+        super().set_params(**params)
+        if nested:
+            attack = resolve_attack(self.attack)
+            self.attack = attack.set_params(**nested)
+        return self
 
     # ---- validation --------------------------------------------------------------
     def _check_settings(self):
@@ -397,6 +408,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         if self.polish:
             obj = self._objective()
             theta = obj.refit(np.arange(len(X)), self._get_thetas()[0])
+            self.polish_info_ = obj.refit_info_
             self._write_theta(theta)
             self._objective_ = None
         reset_forgetting(self, len(X))
@@ -563,23 +575,31 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        start : {'init', 'current'}, default='init'
+        start : {'init', 'current'} or ndarray, default='init'
             Start from the initial values of the parameters (the
-            initialisation recipe, which never saw data) or from the current
-            ones. The last layer on a frozen body is convex: both give the
-            same optimum.
+            initialisation recipe, which never saw data), from the current
+            ones, or from a given vector (e.g. ``forgetting_params()`` of the
+            model before forgetting). The last layer on a frozen body is
+            convex: all reach the same optimum up to the solver's tolerance.
 
         Returns
         -------
         net : AdversarialNet
         """
         check_is_fitted(self, "n_train_")
-        if start not in ("init", "current"):
-            raise ValueError(f"start must be 'init' or 'current', got {start!r}.")
+        if isinstance(start, str):
+            if start not in ("init", "current"):
+                raise ValueError(f"start must be 'init', 'current' or a vector, got {start!r}.")
+            theta0 = None if start == "init" else self._get_thetas()[0]
+        else:
+            theta0 = np.asarray(start, dtype=np.float64)
+            if theta0.shape != (self._objective().n_params,):
+                raise ValueError(f"start must have shape ({self._objective().n_params},), "
+                                 f"got {theta0.shape}.")
         new = copy.deepcopy(self)
-        theta0 = None if start == "init" else self._get_thetas()[0]
         theta = new._objective().refit(new.remaining_rows(), theta0)
         new._write_theta(theta)
+        new.retrain_info_ = new._objective().refit_info_
         return new
 
     def gradient_residual(self):
