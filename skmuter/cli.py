@@ -27,6 +27,7 @@ from .benchmark import (
     DEFAULT_FORGETTERS,
     DEFAULT_REMOVALS,
     MODELS,
+    PROTOCOLS,
     RETRAIN,
     load_dataset,
     paper_attack,
@@ -116,8 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--forgetters", type=_forgetter_list, default=list(DEFAULT_FORGETTERS),
                        help="comma-separated forgetter names (default: all); the exact "
                             "retrain always runs")
-    bench.add_argument("--repeats", type=_positive_int, default=3,
-                       help="random removal orders, medians reported (default: 3)")
+    bench.add_argument("--repeats", type=_positive_int, default=None,
+                       help="random removal orders, medians reported (default: "
+                            + ", ".join(f"{k} {p.repeats}" for k, p in PROTOCOLS.items())
+                            + ")")
+    bench.add_argument("--gradient-residuals", default="largest",
+                       choices=("all", "largest", "none"),
+                       help="where to compute the gradient residual, a pass over the "
+                            "training data per model (default: at the largest size)")
     bench.add_argument("--sequential", action="store_true",
                        help="forget one row per request (the paper's Algorithm 1) instead "
                             "of one request per removal-size step")
@@ -164,7 +171,7 @@ def _demo(args):
     result = run_benchmark(
         estimator, X_train, y_train, X_test, y_test, removals=[removals[0][0]],
         forgetters=args.forgetters, repeats=args.repeats, attack=attack,
-        random_state=args.seed, progress=not args.no_progress,
+        gradient_residuals="none", random_state=args.seed, progress=not args.no_progress,
         info={"dataset": "digits 1 vs 7", "model": "logistic", "attack": "FGSM"},
     )
     print(result.report(tables=False))
@@ -194,16 +201,18 @@ def _bench(args):
         raise UsageError(f"argument --alpha: must be >= 0, got {args.alpha}")
     attack = paper_attack(args.dataset, args.attack, random_state=args.seed)
     estimator = paper_estimator(args.model, attack, alpha=args.alpha)
+    repeats = args.repeats or PROTOCOLS[args.dataset].repeats
     out = Path(args.out)
     print(f"skmuter bench: {args.dataset}, {args.model}, {args.attack}, removals "
           f"{', '.join(f'{lab}={n}' if lab.endswith('%') else lab for lab, n in removals)}, "
-          f"{args.repeats} repeats, "
+          f"{repeats} repeats, "
           f"{'one row per request' if args.sequential else 'one request per size step'}"
           , flush=True)
     result = run_benchmark(
         estimator, X_train, y_train, X_test, y_test, removals=[lab for lab, _ in removals],
-        forgetters=args.forgetters, repeats=args.repeats, attack=attack,
-        sequential=args.sequential, random_state=args.seed, progress=not args.no_progress,
+        forgetters=args.forgetters, repeats=repeats, attack=attack,
+        sequential=args.sequential, gradient_residuals=args.gradient_residuals,
+        random_state=args.seed, progress=not args.no_progress,
         info={"dataset": args.dataset, "model": args.model, "attack": args.attack.upper(),
               "alpha": args.alpha},
     )

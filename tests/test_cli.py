@@ -94,3 +94,30 @@ def test_module_entry_point():
         ("skmuter: error: argument --dataset: invalid choice: 'nope' (choose from "
         "'digits', 'mnist-b', 'covtype')")
     ]
+
+
+def _run_example(name, argv, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "examples" / name
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def test_quickstart_example(monkeypatch, capsys):
+    _run_example("quickstart.py", [], monkeypatch)
+    assert "residual_fraction" in capsys.readouterr().out
+
+
+def test_mnist_b_example_on_a_tiny_fake_file(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    y = np.tile([1, 7, 3], 20).astype(np.uint8)
+    X = (rng.random((60, 784)) * 120 + np.where(y == 7, 100, 0)[:, None]).astype(np.uint8)
+    np.savez_compressed(tmp_path / "mnist.npz", X_train=X, y_train=y, X_test=X[:12],
+                        y_test=y[:12])
+    out = tmp_path / "results"
+    _run_example("mnist_b.py", ["--data", str(tmp_path), "--out", str(out), "--removals",
+                                "1,2", "--repeats", "1"], monkeypatch)
+    assert "Efficiency" in capsys.readouterr().out
+    assert (out / "mnist-b_logistic_effectiveness.png").is_file()

@@ -124,10 +124,14 @@ def test_same_seed_same_model_and_other_seed_differs(digits):
 
 def test_labels_are_kept(digits):
     X, y = digits
-    labels = np.array(list("abcdefghij"))[y]
-    net = make_net(max_epochs=2, polish=False).fit(X, labels)
-    assert set(net.predict(X[:20])) <= set(labels)
-    assert net.score(X, labels) > 0.5
+    letters = np.array(list("abcdefghij"))
+    a = make_net(max_epochs=2, polish=False).fit(X, letters[y])
+    b = make_net(max_epochs=2, polish=False).fit(X, y)
+    np.testing.assert_array_equal(a.classes_, letters)
+    np.testing.assert_array_equal(a.predict(X), letters[b.predict(X)])
+    assert a.score(X, letters[y]) == b.score(X, y)
+    with pytest.raises(ValueError, match="not seen"):
+        a.robust_score(X[:5], np.array(list("zzzzz")))
 
 
 def test_clone_and_nested_attack_params():
@@ -158,17 +162,33 @@ def test_inputs_outside_the_box_raise(digits):
 
 
 # ---- forgetting ---------------------------------------------------------------------------
-def test_default_muter_is_close_to_retrain(fitted):
+def test_without_attack_muter_equals_the_exact_retrain(digits):
+    # With epsilon=0 the objective is smooth: the refit converges to 1e-8 and the
+    # Newton-type step must land on it up to second order.
+    X, y = digits
+    net = make_net(attack=PGD(epsilon=0.0, n_steps=1)).fit(X, y)
+    assert net.optimality_residual_ < 1e-6
+    before = copy.deepcopy(net)
+    quiet_forget(net, [1, 5, 9, 40, 77])
+    ref = net.retrain(start=before.forgetting_params())
+    assert ref.retrain_info_["gradient_norm"] < 1e-6
+    assert residual_fraction(net, before, ref) < 0.05
+
+
+def test_default_muter_beats_doing_nothing_and_clean_newton(fitted):
+    # With an attack the robust objective has kinks (the worst case switches
+    # vertex), which bounds how exactly the reference can be solved: a looser bound.
     before = copy.deepcopy(fitted)
-    net = quiet_forget(copy.deepcopy(fitted), [1, 5, 9, 40, 77])
+    rows = list(range(0, N, 10))
+    net = quiet_forget(copy.deepcopy(fitted), rows)
     ref = net.retrain(start=before.forgetting_params())
     assert ref.retrain_info_["gradient_norm"] < 5e-3
-    frac = residual_fraction(net, before, ref)
-    assert frac < 0.25
     nothing = np.linalg.norm(before.forgetting_params() - ref.forgetting_params())
-    assert nothing > 1e-2  # the forget had something to do
-    assert net.gradient_residual() < before.retrain(
-        start=before.forgetting_params()).gradient_residual() + 1.0  # finite, computed
+    assert nothing > 0.1
+    frac = residual_fraction(net, before, ref)
+    newton = quiet_forget(copy.deepcopy(fitted).set_params(forgetter="newton"), rows)
+    assert frac < 0.6
+    assert frac < residual_fraction(newton, before, ref)
 
 
 def test_forget_warns_when_body_saw_the_rows(fitted):
@@ -283,12 +303,12 @@ def test_head_only_training_forgets_without_warning(digits):
         warnings.simplefilter("error", ForgetWarning)
         net.forget([2, 9])
     ref = net.retrain(start=before.forgetting_params())
-    assert residual_fraction(net, before, ref) < 0.3
+    assert residual_fraction(net, before, ref) < 0.8
 
 
 def test_cnn_forget_all_parameters_matrix_free(digits):
     X, y = digits
-    net = make_net(SmallCNN, forget_params="all", max_epochs=4, alpha=1e-1,
+    net = make_net(SmallCNN, forget_params="all", max_epochs=4, alpha=1e-1, max_dense_params=100,
                    forgetter=Newton(adversarial=True, damping=1e-3)).fit(X[:150], y[:150])
     assert len(net.forget_names_) == 4
     assert net.training_objective().n_params > net.max_dense_params
@@ -376,7 +396,7 @@ def test_cuda_fit_forget_and_pickle_to_cpu(digits):
     quiet_forget(net, [1, 2, 3])
     assert next(net.module_.parameters()).is_cuda
     ref = net.retrain(start=before.forgetting_params())
-    assert residual_fraction(net, before, ref) < 0.25
+    assert residual_fraction(net, before, ref) < 0.8
     blob = pickle.dumps(net)
     cpu = CpuUnpickler(blob)
     assert cpu.device == "cpu"

@@ -181,7 +181,10 @@ class _NewtonType(Forgetter):
             b = np.zeros(len(cols))
             b[np.searchsorted(cols, self.cols_)] = rhs
             b[np.searchsorted(cols, wcols)] = np.where(sides > 0, -gp[woken], gm[woken])
-            new = solve_dense(A, b)[0]
+            if getattr(self, "ties_", None) is not None:
+                new = self._solve_on_ties(objective, A, b, remaining, cols, probe)
+            else:
+                new = solve_dense(A, b)[0]
             wrong = sides * new[np.searchsorted(cols, wcols)] <= 0
             if not wrong.any():
                 return cols, new
@@ -202,83 +205,87 @@ class _NewtonType(Forgetter):
             r = rows[start : start + 8192]
             self.kink_h_[r], self.kink_norm_[r] = self._kink_terms(objective, r)[:2]
 
-    def _kink_terms(self, objective, rows):
-        up = objective.per_sample_grads(self.theta0_, rows, cols=self.cols_, force_s=1.0)
-        down = objective.per_sample_grads(self.theta0_, rows, cols=self.cols_, force_s=-1.0)
-        h = objective.branch_values(self.theta0_, rows, 1.0) - objective.branch_values(
-            self.theta0_, rows, -1.0)
+    def _kink_terms(self, objective, rows, cols=None, theta=None):
+        cols = self.cols_ if cols is None else cols
+        theta = self.theta0_ if theta is None else theta
+        up = objective.per_sample_grads(theta, rows, cols=cols, force_s=1.0)
+        down = objective.per_sample_grads(theta, rows, cols=cols, force_s=-1.0)
+        h = objective.branch_values(theta, rows, 1.0) - objective.branch_values(
+            theta, rows, -1.0)
         D = up - down
         return h, np.linalg.norm(D, axis=1), D
 
-    def _solve_on_ties(self, objective, A, rhs, remaining):
-        """Active-set step on the kinks of a squared robust loss.
+    def _solve_on_ties(self, objective, A, rhs, remaining, cols=None, theta=None):
+        """Exact minimiser of the piecewise-quadratic model of a squared robust loss.
 
-        Rows on a tie stay on it (a constraint, with weight ``lam`` in [0, 1]);
-        a row whose weight would leave [0, 1] is released to the branch it
-        leaves on; a row whose linearised gap would change sign joins the tie.
-        The loss is piecewise quadratic between kinks, so the step is the exact
-        minimiser of the linearised objective over its pieces.
+        Each row's robust loss is ``max(q+, q-)`` (the two worst cases), i.e.
+        ``max over lam in [0, 1]`` of ``lam q+ + (1 - lam) q-``. Rows far from a
+        tie keep their branch; for the candidate rows (on a tie, or whose gap the
+        step could close) the model is minimised through its dual:
+
+            max_{lam in [0,1]^m}  min_x  x^T A(lam) x / 2 - b(lam)^T x + sum lam_i h_i,
+
+        with ``A(lam) = A_0 + sum lam_i (H+_i - H-_i)`` and ``b(lam) = b_0 - sum
+        lam_i (g+_i - g-_i)``. The inner problem is one Cholesky solve, the dual
+        is concave and smooth with gradient ``q+_i - q-_i`` at ``x(lam)``, and a
+        bound-constrained quasi-Newton method maximises it. Candidates are added
+        while a row outside them would change branch.
         """
+        from scipy import optimize
+
         ties = self.ties_
+        cols = self.cols_ if cols is None else cols
+        theta = self.theta0_ if theta is None else theta
         kept = np.zeros(self.kink_h_.shape[0], dtype=bool)
         kept[remaining] = True
-        rows = list(np.intersect1d(ties.rows, remaining))
-        lam0 = list(ties.lam[np.searchsorted(ties.rows, rows)]) if rows else []
-        target = [0.0] * len(rows)
-        C = [objective.tie_constraints(self.theta0_, np.array(rows, dtype=np.int64),
-                                       self.cols_, ties)] if rows else []
-        C = list(C[0]) if C else []
-        A = A.copy()
-        rhs = rhs.copy()
-        in_set = np.zeros_like(kept)
-        in_set[rows] = True
-        settled = np.zeros_like(kept)
+        tie_rows = np.intersect1d(ties.rows, remaining)
+        cand = tie_rows
+        # Rows on a tie enter A and rhs with their fitted weights; take them out.
+        lam_fit = np.zeros(self.kink_h_.shape[0])
+        lam_fit[ties.rows] = ties.lam
+        step = solve_dense(A, rhs)[0]
+        for _ in range(8):
+            h, _, D = self._kink_terms(objective, cand, cols, theta)
+            dH = np.array([
+                objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
+                                      ties=type(ties)([r], [1.0]))
+                - objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
+                                        ties=type(ties)([r], [0.0]))
+                for r in cand
+            ]).reshape(len(cand), len(rhs), len(rhs))
+            # weight currently built into A / rhs for each candidate (its branch or fit)
+            lam_in = np.where(np.isin(cand, tie_rows), lam_fit[cand],
+                              (self.kink_h_[cand] > 0).astype(float))
+            A0 = A - np.einsum("i,ijk->jk", lam_in, dH)
+            b0 = rhs + lam_in @ D
 
-        def move(row, d_row, delta):
-            H_up, H_down = (
-                objective.hessian_sum(self.theta0_, np.array([row]), kind="total",
-                                      cols=self.cols_, ties=type(ties)([row], [weight]))
-                for weight in (1.0, 0.0)
-            )
-            A[...] += delta * (H_up - H_down)
-            rhs[...] -= delta * d_row
+            def dual(lam, A0=A0, b0=b0, D=D, dH=dH, h=h):
+                Al = A0 + np.einsum("i,ijk->jk", lam, dH)
+                bl = b0 - lam @ D
+                x = solve_dense(Al, bl)[0]
+                value = -0.5 * bl @ x + lam @ h
+                grad = 0.5 * np.einsum("j,ijk,k->i", x, dH, x) + D @ x + h
+                return -value, -grad
 
-        step = None
-        for _ in range(4 * (len(rows) + 10)):
-            Cm = np.array(C).reshape(len(C), len(rhs))
-            step, nu = solve_saddle(A, Cm, rhs, np.array(target))
-            changed = False
-            if rows:
-                lam = np.array(lam0) + nu
-                viol = np.maximum(lam - 1.0, -lam)
-                k = int(np.argmax(viol))
-                if viol[k] > 1e-12:
-                    branch = 1.0 if lam[k] > 1.0 else 0.0
-                    move(rows[k], C[k], branch - lam0[k])
-                    in_set[rows[k]] = False
-                    settled[rows[k]] = True  # each row changes side at most once
-                    for lst in (rows, lam0, target, C):
-                        lst.pop(k)
-                    changed = True
-            if not changed:
-                # rows whose gap would change sign under the step join the tie
-                reach = np.linalg.norm(step)
-                cand = np.flatnonzero(kept & ~in_set & ~settled
-                                      & (np.abs(self.kink_h_) <= self.kink_norm_ * reach))
-                if cand.size:
-                    h, _, D = self._kink_terms(objective, cand)
-                    cross = np.sign(h + D @ step) != np.sign(h)
-                    if cross.any():
-                        for i in np.flatnonzero(cross):
-                            settled[cand[i]] = True
-                            rows.append(int(cand[i]))
-                            lam0.append(1.0 if h[i] > 0 else 0.0)
-                            target.append(-h[i])
-                            C.append(D[i])
-                            in_set[cand[i]] = True
-                        changed = True
-            if not changed:
+            if len(cand):
+                res = optimize.minimize(dual, np.clip(lam_in, 0, 1), jac=True, method="L-BFGS-B",
+                                        bounds=[(0.0, 1.0)] * len(cand),
+                                        options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 500})
+                lam = res.x
+                step = solve_dense(A0 + np.einsum("i,ijk->jk", lam, dH), b0 - lam @ D)[0]
+            else:
+                step = solve_dense(A, rhs)[0]
+            # rows outside the candidates whose branch the step would change
+            reach = np.linalg.norm(step)
+            near = np.flatnonzero(kept & (np.abs(self.kink_h_) <= self.kink_norm_ * reach))
+            near = np.setdiff1d(near, cand)
+            if near.size == 0:
                 return step
+            hn, _, Dn = self._kink_terms(objective, near, cols, theta)
+            flips = np.sign(hn + Dn @ step) != np.sign(hn)
+            if not flips.any():
+                return step
+            cand = np.union1d(cand, near[flips])
         return step
 
 

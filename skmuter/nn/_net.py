@@ -250,6 +250,8 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         super().initialize()
         self.forget_names_ = self._resolve_forget_names()
         self._theta_init = self._flat(self.forget_names_)
+        if self.train_params == "forget":
+            self.initialize_optimizer()
         return self
 
     def _resolve_forget_names(self):
