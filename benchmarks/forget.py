@@ -58,7 +58,7 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     rows = []
     for spec in args.removals.split(","):
-        k = int(round(float(spec[:-1]) / 100 * X.shape[0])) if spec.endswith("%") else int(spec)
+        k = round(float(spec[:-1]) / 100 * X.shape[0]) if spec.endswith("%") else int(spec)
         for rep in range(args.repeats):
             remove = rng.choice(X.shape[0], size=k, replace=False)
             t0 = time.perf_counter()

@@ -27,12 +27,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from net import load_mnist, run  # noqa: E402
+from net import load_mnist, run
 
-from skmuter import AdversarialNet  # noqa: E402
-from skmuter.attacks import PGD  # noqa: E402
-from skmuter.forgetters import ForgetWarning  # noqa: E402
-from skmuter.metrics import residual_fraction  # noqa: E402
+from skmuter import AdversarialNet
+from skmuter.attacks import PGD
+from skmuter.forgetters import ForgetWarning
+from skmuter.metrics import residual_fraction
 
 
 class ConvBody(torch.nn.Module):
@@ -94,7 +94,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("no CUDA device")
-    echo = lambda s: print(s, flush=True)  # noqa: E731
+    echo = lambda s: print(s, flush=True)
     if args.data:
         X, y, Xt, yt = load_mnist(args.data)
         run(X, y, Xt, yt, device="cuda", names=["muter", "newton-delta", "newton", "retrain"],

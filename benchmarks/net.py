@@ -112,9 +112,9 @@ def run(X, y, Xt, yt, n_train=3000, n_body=10000, n_test=1000, device="cpu", see
             clean, robust = un.score(Xt, yt), un.robust_score(Xt, yt)
             echo(f"  {name:16s} {dist:8.4f} {frac:10.3f} {clean:6.3f} {robust:6.3f} "
                  f"{elapsed:8.3f} {retrain_time / elapsed:8.1f}")
-            rows_out.append(dict(size=size, forgetter=name, distance=dist,
-                                 residual_fraction=frac, clean=clean, robust=robust,
-                                 time=elapsed, retrain_time=retrain_time))
+            rows_out.append({"size": size, "forgetter": name, "distance": dist,
+                                 "residual_fraction": frac, "clean": clean, "robust": robust,
+                                 "time": elapsed, "retrain_time": retrain_time})
     return rows_out
 
 

@@ -18,7 +18,7 @@ parser.add_argument("--data", help="mnist_1_7.npz / mnist.npz or their folder")
 parser.add_argument("--out", default="mnist_b_results", help="output folder")
 parser.add_argument("--model", default="logistic", choices=["logistic", "ridge"])
 parser.add_argument("--removals", default="1,5,10,1%,2%")
-parser.add_argument("--repeats", type=int, default=3)
+parser.add_argument("--repeats", type=int, default=2)
 args = parser.parse_args()
 
 X_train, X_test, y_train, y_test = load_mnist_b(args.data)

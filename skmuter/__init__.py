@@ -11,9 +11,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialLogisticRegression",
+    "AdversarialNet",
     "AdversarialRidge",
     "AdversarialRidgeClassifier",
-    "AdversarialNet",
     "__version__",
 ]
 

@@ -179,7 +179,7 @@ class ForgetMixin:
             thetas = new
             records.append({
                 "request": len(self.forget_log_) + len(records),
-                "n_removed": int(len(req)),
+                "n_removed": len(req),
                 "forgetter": template.label(),
                 "precompute_time": precompute if not records else 0.0,
                 "solve_time": solve,

@@ -25,7 +25,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-__all__ = ["PGD", "FGSM", "Threat", "BoundThreat", "resolve_attack"]
+__all__ = ["FGSM", "PGD", "BoundThreat", "Threat", "resolve_attack"]
 
 DEFAULT_EPSILON = 0.1
 
@@ -51,7 +51,7 @@ class _Attack(BaseEstimator):
     def _step_size(self) -> float:
         raise NotImplementedError
 
-    def threat(self, n_features: int | None = None) -> "Threat":
+    def threat(self, n_features: int | None = None) -> Threat:
         """Return the validated :class:`Threat` of this attack.
 
         Parameters
@@ -333,7 +333,7 @@ class Threat:
             delta = np.clip(X + delta, self.low, self.high) - X
         return delta
 
-    def bind(self, X, cols=None, compress=False) -> "BoundThreat":
+    def bind(self, X, cols=None, compress=False) -> BoundThreat:
         """Return the exact worst-case oracle of a linear model on rows ``X``.
 
         Parameters

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--gradient-residuals", default="largest",
                        choices=("all", "largest", "none"),
                        help="where to compute the gradient residual, a pass over the "
-                            "training data per model (default: at the largest size)")
+                            "training data per model (default: at the largest size, "
+                            "first repeat)")
     bench.add_argument("--sequential", action="store_true",
                        help="forget one row per request (the paper's Algorithm 1) instead "
                             "of one request per removal-size step")

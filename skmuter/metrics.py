@@ -28,12 +28,12 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
-    "retrain",
+    "forget_report",
+    "gradient_residual",
     "parameter_distance",
     "residual_fraction",
-    "gradient_residual",
+    "retrain",
     "robust_accuracy",
-    "forget_report",
 ]
 
 

@@ -51,14 +51,14 @@ def test_pgd_never_beats_exact_worst_case(norm, clip, loss):
 
 
 def test_l2_box_worst_case_matches_constrained_optimiser():
-    X, y, w, _ = _problem(seed=3, n=8, d=5)
+    X, _, w, _ = _problem(seed=3, n=8, d=5)
     eps = 0.4
     bound = Threat(eps, 2, (0, 1), 5).bind(X)
     s = np.where(np.arange(8) % 2, 1.0, -1.0)
     delta = bound.delta(w, s)
     for i in range(8):
         u = s[i] * w
-        res = minimize(lambda d: -u @ d, np.zeros(5), method="SLSQP",
+        res = minimize(lambda d, u=u: -u @ d, np.zeros(5), method="SLSQP",
                        bounds=list(zip(-X[i], 1 - X[i])),
                        constraints=[{"type": "ineq", "fun": lambda d: eps**2 - d @ d}],
                        options={"ftol": 1e-14, "maxiter": 500})
@@ -73,7 +73,7 @@ def test_linf_exact_delta_without_box_is_signed_epsilon():
     delta = bound.delta(w, -y)
     expected = -0.2 * y[:, None] * np.sign(w)[None, :]
     np.testing.assert_allclose(delta, expected)
-    up, down = bound.shifts(w)
+    up, _ = bound.shifts(w)
     np.testing.assert_allclose(up, 0.2 * np.abs(w).sum())
 
 
@@ -115,7 +115,7 @@ def test_attacks_are_cloneable_parameter_objects():
 
 def test_seeded_random_start_is_reproducible():
     X = np.full((3, 4), 0.5)
-    grad = lambda Xa, ya: np.ones_like(Xa)  # noqa: E731
+    grad = lambda Xa, ya: np.ones_like(Xa)
     a = PGD(0.1, n_steps=1, random_state=7).perturb(X, np.ones(3), grad)
     b = PGD(0.1, n_steps=1, random_state=7).perturb(X, np.ones(3), grad)
     np.testing.assert_array_equal(a, b)

@@ -71,7 +71,7 @@ def test_forgetter_contract(forgetter, fitted):
     assert est.coef_.shape == before.coef_.shape
     assert np.all(np.isfinite(est.coef_))
     # the forgotten rows are gone from the stored data
-    X_kept, y_kept = est.remaining_training_data()
+    X_kept, _ = est.remaining_training_data()
     assert X_kept.shape[0] == fitted.n_train_ - 4
     assert not np.any(est._X[[3, 9, 11, 20]])
     # a failing request changes nothing
@@ -182,6 +182,7 @@ def test_cannot_forget_everything_or_a_whole_class(fitted):
     sevens = np.flatnonzero(est.remaining_training_data()[1] == 7)
     with pytest.raises(ValueError, match="class"):
         est.forget(sevens)
+    assert _state(est) == snapshot
     with pytest.raises(ValueError, match="already forgotten"):
         est.forget([0]).forget([0])
     est2 = copy.deepcopy(fitted)

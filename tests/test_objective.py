@@ -28,7 +28,7 @@ def _smooth_rows(obj, theta, rows, h=1e-5):
     across a kink would compare two branches)."""
     if obj.loss.name != "squared":
         return rows
-    gap, val = obj.tie_gaps(theta, rows)
+    gap, _ = obj.tie_gaps(theta, rows)
     return rows[np.abs(gap) > 1e-2]
 
 
@@ -86,7 +86,7 @@ def test_paper_total_hessian_matches_its_dense_per_sample_formula():
     obj, theta = _objective("logistic", "inf", None, n=6, d=3)
     k = 3
     rows = np.arange(6)
-    w, b = obj.split(theta)
+    w, _ = obj.split(theta)
     z, x, _, _ = obj.points(theta, rows)
     c = obj.loss.d2(z, obj.y)
     g1 = obj.loss.d1(z, obj.y)

@@ -24,14 +24,14 @@ from ._newton import Fisher, Influence, MUter, Newton
 from ._retrain import Retrain
 
 __all__ = [
-    "Forgetter",
+    "FORGETTER_NAMES",
+    "Fisher",
     "ForgetWarning",
+    "Forgetter",
+    "Influence",
     "MUter",
     "Newton",
-    "Influence",
-    "Fisher",
     "Retrain",
-    "FORGETTER_NAMES",
     "resolve_forgetter",
 ]
 

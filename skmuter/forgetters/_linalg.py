@@ -78,23 +78,3 @@ def solve_operator(A, b, method="cg", rtol=1e-10, maxiter=None):
             stacklevel=3,
         )
     return x
-
-
-def solve_saddle(A, C, b, c=None):
-    """Minimise ``x^T A x / 2 - b^T x`` subject to ``C x = c`` (default 0).
-
-    Solves ``[[A, C^T], [C, 0]] [x; nu] = [b; c]`` through the null space of
-    ``C`` (orthonormal basis ``Z``, particular solution ``x0``):
-    ``x = x0 + Z (Z^T A Z)^-1 Z^T (b - A x0)``, then the multipliers from
-    ``C^T nu = b - A x``. Returns ``(x, nu)``.
-    """
-    if C.shape[0] == 0:
-        return solve_dense(A, b)[0], np.zeros(0)
-    x0 = np.zeros(A.shape[0]) if c is None else np.linalg.lstsq(C, c, rcond=None)[0]
-    Z = linalg.null_space(C)
-    x = x0
-    if Z.shape[1]:
-        y, _ = solve_dense(Z.T @ A @ Z, Z.T @ (b - A @ x0))
-        x = x0 + Z @ y
-    nu = np.linalg.lstsq(C.T, b - A @ x, rcond=None)[0]
-    return x, nu

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._base import Forgetter
-from ._linalg import fixed_cg, solve_dense, solve_operator, solve_saddle
+from ._linalg import fixed_cg, solve_dense, solve_operator
 
 
 def _validate_nonneg(name, value):
@@ -246,33 +246,30 @@ class _NewtonType(Forgetter):
         step = solve_dense(A, rhs)[0]
         for _ in range(8):
             h, _, D = self._kink_terms(objective, cand, cols, theta)
-            dH = np.array([
-                objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
-                                      ties=type(ties)([r], [1.0]))
-                - objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
-                                        ties=type(ties)([r], [0.0]))
-                for r in cand
-            ]).reshape(len(cand), len(rhs), len(rhs))
+            dH = _BranchCurvature(objective, theta, cand, cols, ties)
             # weight currently built into A / rhs for each candidate (its branch or fit)
             lam_in = np.where(np.isin(cand, tie_rows), lam_fit[cand],
                               (self.kink_h_[cand] > 0).astype(float))
-            A0 = A - np.einsum("i,ijk->jk", lam_in, dH)
+            # Identical rows (e.g. images blank on the support) act as one, with a
+            # weight in [0, count]: solve the dual over distinct rows only.
+            h, D, lam_in, counts = dH.group(h, D, lam_in)
+            A0 = A - dH.combine(lam_in)
             b0 = rhs + lam_in @ D
 
             def dual(lam, A0=A0, b0=b0, D=D, dH=dH, h=h):
-                Al = A0 + np.einsum("i,ijk->jk", lam, dH)
                 bl = b0 - lam @ D
-                x = solve_dense(Al, bl)[0]
+                x = solve_dense(A0 + dH.combine(lam), bl)[0]
                 value = -0.5 * bl @ x + lam @ h
-                grad = 0.5 * np.einsum("j,ijk,k->i", x, dH, x) + D @ x + h
+                grad = 0.5 * dH.quad(x) + D @ x + h
                 return -value, -grad
 
             if len(cand):
-                res = optimize.minimize(dual, np.clip(lam_in, 0, 1), jac=True, method="L-BFGS-B",
-                                        bounds=[(0.0, 1.0)] * len(cand),
+                res = optimize.minimize(dual, np.clip(lam_in, 0, counts), jac=True,
+                                        method="L-BFGS-B",
+                                        bounds=[(0.0, float(c)) for c in counts],
                                         options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 500})
                 lam = res.x
-                step = solve_dense(A0 + np.einsum("i,ijk->jk", lam, dH), b0 - lam @ D)[0]
+                step = solve_dense(A0 + dH.combine(lam), b0 - lam @ D)[0]
             else:
                 step = solve_dense(A, rhs)[0]
             # rows outside the candidates whose branch the step would change
@@ -287,6 +284,52 @@ class _NewtonType(Forgetter):
                 return step
             cand = np.union1d(cand, near[flips])
         return step
+
+
+class _BranchCurvature:
+    """``H+_i - H-_i`` for candidate rows: the curvature difference of the two
+    worst-case branches, as rank-one factors when the objective provides them
+    (l_inf), else as dense per-row matrices (few rows, l_2)."""
+
+    def __init__(self, objective, theta, rows, cols, ties):
+        factors = None
+        if hasattr(objective, "branch_factors"):
+            factors = objective.branch_factors(theta, rows, cols)
+        if factors is not None:
+            self.U, self.cu, self.V, self.cv = factors
+            self.dense = None
+        else:
+            self.dense = np.array([
+                objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
+                                      ties=type(ties)([r], [1.0]))
+                - objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
+                                        ties=type(ties)([r], [0.0]))
+                for r in rows
+            ]).reshape(len(rows), len(cols), len(cols))
+
+    def group(self, h, D, lam):
+        """Merge identical rows; returns ``(h, D, lam, counts)`` per distinct row
+        (``lam`` summed) and keeps only the distinct factors."""
+        if self.dense is not None or len(h) < 2:
+            return h, D, lam, np.ones(len(h))
+        key = np.column_stack([h, D, self.U, self.cu, self.V, self.cv])
+        _, first, inverse, counts = np.unique(key, axis=0, return_index=True,
+                                              return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+        self.U, self.cu = self.U[first], self.cu[first]
+        self.V, self.cv = self.V[first], self.cv[first]
+        return h[first], D[first], np.bincount(inverse, weights=lam), counts.astype(float)
+
+    def combine(self, lam):
+        if self.dense is not None:
+            return np.einsum("i,ijk->jk", lam, self.dense)
+        return (self.U.T @ ((lam * self.cu)[:, None] * self.U)
+                - self.V.T @ ((lam * self.cv)[:, None] * self.V))
+
+    def quad(self, x):
+        if self.dense is not None:
+            return np.einsum("j,ijk,k->i", x, self.dense, x)
+        return self.cu * (self.U @ x) ** 2 - self.cv * (self.V @ x) ** 2
 
 
 class MUter(_NewtonType):

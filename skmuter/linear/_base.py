@@ -15,8 +15,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..attacks import _Attack, resolve_attack
 from .._forgetting import ForgetMixin, reset_forgetting
+from ..attacks import _Attack, resolve_attack
 from ..forgetters import Forgetter
 from ._objective import LinearObjective
 from ._solvers import solve_exact, solve_sgd
@@ -32,7 +32,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
     _loss = "logistic"
     _is_classifier = True
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
         "attack": [StrOptions({"pgd", "fgsm"}), _Attack],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "fit_intercept": ["boolean"],

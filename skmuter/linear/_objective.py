@@ -185,6 +185,19 @@ class LinearObjective:
         z = self.points(theta, rows, wcols=np.arange(0), force_s=sign)[0]
         return self.loss.value(z, self.y[rows])
 
+    def branch_factors(self, theta, rows, cols):
+        """Rank-one factors of the two branches' curvatures, ``(U, cu, V, cv)`` with
+        ``H+_i = cu_i u_i u_i^T`` and ``H-_i = cv_i v_i v_i^T`` (regulariser aside);
+        None where the worst case curves (l_2), the curvature then not being rank one."""
+        if self.threat.norm != "inf" and self.threat.epsilon > 0:
+            return None
+        wcols, intercept = self._cols(cols)
+        out = []
+        for sign in (1.0, -1.0):
+            z, x, _, _ = self.points(theta, rows, "adversarial", wcols, force_s=sign)
+            out += [self._augment(x, intercept), self.loss.d2(z, self.y[rows])]
+        return tuple(out)
+
     def tie_state(self, theta, rows, tol=1e-7, cols=None):
         """Rows sitting on the kink of the squared robust loss, with their weights.
 
@@ -371,7 +384,6 @@ class LinearObjective:
         after a step ``s`` on ``scols``, the derivatives become
         ``gp + Cp @ s`` and ``gm - Cm @ s`` (to first order).
         """
-        d = self.n_features
         w, _ = self.split(theta)
         zcols = np.flatnonzero(w == 0)
         wcols, intercept = self._cols(scols)

@@ -9,15 +9,15 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
-from sklearn.base import clone
-from sklearn.utils.validation import check_is_fitted
 
 from .._forgetting import ForgetMixin, reset_forgetting
 from ..attacks import _Attack, resolve_attack
-from ..forgetters import ForgetWarning, Forgetter, MUter
+from ..forgetters import Forgetter, ForgetWarning, MUter
 from ._attacks import TorchThreat, perturb
 from ._objective import NetObjective
 

@@ -284,7 +284,7 @@ class NetObjective:
 
     def purge(self, rows):
         """Forget everything cached about ``rows``."""
-        rows = set(int(r) for r in rows)
+        rows = {int(r) for r in rows}
         for store, _ in self._adv_cache.values():
             for r in rows:
                 store.pop(r, None)
