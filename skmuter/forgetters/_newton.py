@@ -169,7 +169,8 @@ class _NewtonType(Forgetter):
         if not woken.any():
             return self.cols_, step
         orient = np.where(-up >= -down, 1.0, -1.0)
-        for _ in range(10):
+        cols, new = self.cols_, step
+        for _ in range(20):
             wcols = zcols[woken]
             sides = orient[woken]
             cols = np.union1d(self.cols_, wcols)
@@ -186,11 +187,25 @@ class _NewtonType(Forgetter):
             else:
                 new = solve_dense(A, b)[0]
             wrong = sides * new[np.searchsorted(cols, wcols)] <= 0
-            if not wrong.any():
+            if wrong.any():
+                woken[np.flatnonzero(woken)[wrong]] = False
+                if not woken.any():
+                    return self.cols_, step
+                continue
+            # the woken weights moved the rest: check the other zeros again, with
+            # their coupling to the enlarged set computed over the remaining rows
+            _, _, _, Cp2, Cm2 = objective.zero_kkt_terms(probe, remaining, cols,
+                                                         **self._ties_kw())
+            rest = np.flatnonzero(~woken)
+            zc2 = np.flatnonzero(probe[: objective.n_features] == 0)
+            pos = np.searchsorted(zc2, zcols[rest])
+            up = gp[rest] + Cp2[pos] @ new
+            down = gm[rest] - Cm2[pos] @ new
+            more = np.maximum(-up, -down) > tol
+            if not more.any():
                 return cols, new
-            woken[np.flatnonzero(woken)[wrong]] = False
-            if not woken.any():
-                return self.cols_, step
+            woken[rest[more]] = True
+            orient[rest[more]] = np.where(-up[more] >= -down[more], 1.0, -1.0)
         return cols, new
 
     def _prepare_kinks(self, objective, theta, rows):

@@ -245,8 +245,8 @@ class AdversarialRidgeClassifier(_ClassifierMixin, BaseAdversarialLinear):
     >>> from skmuter import AdversarialRidgeClassifier
     >>> X, y = load_digits(n_class=2, return_X_y=True)
     >>> est = AdversarialRidgeClassifier(attack="fgsm").fit(X / 16, y)
-    >>> round(est.score(X / 16, y), 2)
-    1.0
+    >>> est.score(X / 16, y) > 0.95
+    True
     """
     )
 

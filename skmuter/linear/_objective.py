@@ -35,9 +35,17 @@ class TieState:
 
 
 def _chunks(rows, width):
+    """Blocks of ``rows`` of about 4M entries; runs of consecutive rows come as
+    slices, so that indexing the stored data gives views, not copies."""
     size = max(256, 4_000_000 // max(width, 1))
+    rows = np.asarray(rows)
+    contiguous = len(rows) > 0 and rows[-1] - rows[0] + 1 == len(rows) and (
+        len(rows) == 1 or bool(np.all(np.diff(rows) == 1)))
     for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+        if contiguous:
+            yield slice(int(rows[start]), int(rows[min(start + size, len(rows)) - 1]) + 1)
+        else:
+            yield rows[start : start + size]
 
 
 class LinearObjective:
