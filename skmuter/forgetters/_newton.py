@@ -57,7 +57,7 @@ class _NewtonType(Forgetter):
         return False
 
     # ---- life cycle -------------------------------------------------------
-    def prepare(self, objective, theta, rows):
+    def prepare(self, objective, theta, rows, zero_terms=True):
         _validate_nonneg("damping", self.damping)
         theta = np.asarray(theta, dtype=np.float64)
         self.theta0_ = theta.copy()
@@ -73,7 +73,8 @@ class _NewtonType(Forgetter):
         if self._curvature_kind() == "total" and hasattr(objective, "tie_state"):
             self._prepare_kinks(objective, theta, rows)
         self.zeros_ = None
-        if (self._curvature_kind() == "total" and hasattr(objective, "zero_kkt_terms")
+        if (zero_terms and self._curvature_kind() == "total"
+                and hasattr(objective, "zero_kkt_terms")
                 and len(self.cols_) < objective.n_params):
             self.zeros_ = objective.zero_kkt_terms(theta, rows, self.cols_, **self._ties_kw())
         M = self._curvature(objective, rows)
@@ -414,9 +415,9 @@ class MUter(_NewtonType):
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
 
-    def prepare(self, objective, theta, rows):
+    def prepare(self, objective, theta, rows, zero_terms=True):
         self._check()
-        return super().prepare(objective, theta, rows)
+        return super().prepare(objective, theta, rows, zero_terms=zero_terms)
 
     def _restrict(self, objective, theta):
         if self.total_hessian == "paper":

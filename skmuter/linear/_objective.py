@@ -176,11 +176,14 @@ class LinearObjective:
         """For the squared loss: ``(a - b, max(a, b))`` with ``a``, ``b`` the residual
         magnitudes of the two worst cases (pushing the score up or down)."""
         w, b = self.split(theta)
+        support = np.flatnonzero(w) if self.threat.norm == "inf" else slice(None)
+        cols = support if self.threat.norm == "inf" else None
         gaps, vals = [], []
         for r in _chunks(rows, self.n_features):
             Xr = self.X[r]
             res = Xr @ w + b - self.y[r]
-            up, down = self.threat.bind(Xr).shifts(w)
+            # l_inf is separable: only the support moves the worst case
+            up, down = self.threat.bind(Xr[:, support], cols=cols).shifts(w[support])
             a, bb = res + up, down - res
             gaps.append(a - bb)
             vals.append(np.maximum(a, bb))

@@ -106,7 +106,7 @@ def _tie_step(obj, probe, rows, cols):
     """
     from ..forgetters import MUter
 
-    model = MUter().prepare(obj, probe, rows)
+    model = MUter().prepare(obj, probe, rows, zero_terms=False)
     g = obj.grad_sum(probe, rows, cols=model.cols_, ties=model.ties_)
     step = model._solve_on_ties(obj, model.memory_, -g, rows)
     out = np.zeros(len(cols))
@@ -132,10 +132,12 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
     d = obj.n_features
     m = len(rows)
 
-    def evaluate(th):
+    def evaluate(th, need_residual=True):
         if kinked:
-            # one-sided gradients mislead at ties: use the minimal subgradient
-            return fun(_split(th) if linf else th)[0], obj.kkt_vector(th, rows)
+            # one-sided gradients mislead at ties: use the minimal subgradient,
+            # computed only for accepted points (it costs a pass over the rows)
+            f = fun(_split(th) if linf else th)[0]
+            return f, (obj.kkt_vector(th, rows) if need_residual else None)
         if linf:
             f, g = fun(_split(th))
             return f, _kkt_from_split(g, th[:d], d)
@@ -180,13 +182,15 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
                 wc = cand[:d]
                 wc[np.sign(wc) * orient < 0] = 0.0  # never cross zero: stop there
                 wc[orient == 0] = 0.0
-            f1, res1 = evaluate(cand)
+            f1, res1 = evaluate(cand, need_residual=False)
             if f1 <= f0 + 1e-4 * t * slope or (f1 <= f0 and t < 1e-3):
                 accepted = True
                 break
             t *= 0.5
         if not accepted:
             break
+        if res1 is None:
+            res1 = evaluate(cand)[1]
         theta, f0, res = cand, f1, res1
         steps += 1
     return theta, steps
