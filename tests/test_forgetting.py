@@ -139,12 +139,13 @@ def test_retrain_forgetter_is_exact(fitted):
     assert gradient_residual(est) < 1e-8
 
 
-def test_planted_value_leaves_the_pickle(digits17):
+@pytest.mark.parametrize("Est", [AdversarialLogisticRegression, AdversarialRidgeClassifier])
+def test_planted_value_leaves_the_pickle(digits17, Est):
     X, y = digits17
     X = X.copy()
     planted = 0.123456789012345
     X[17, 5] = planted
-    est = AdversarialLogisticRegression(attack=PGD(0.1), alpha=1e-3).fit(X, y)
+    est = Est(attack=PGD(0.1), alpha=1e-3).fit(X, y)
     assert np.float64(planted).tobytes() in pickle.dumps(est)
     est.forget([17])
     assert np.float64(planted).tobytes() not in pickle.dumps(est)

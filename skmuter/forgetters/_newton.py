@@ -146,6 +146,12 @@ class _NewtonType(Forgetter):
         if getattr(self, "ties_", None) is not None:
             self.kink_h_[removed] = 0.0  # nothing of a forgotten row stays here
             self.kink_norm_[removed] = 0.0
+            gone = np.flatnonzero(np.isin(self.ties_.rows, removed))
+            if gone.size:
+                h, D, dH = self.tie_data_
+                h[gone] = 0.0
+                D[gone] = 0.0
+                dH.purge(gone)
         self.grad_ = rhs
         self.n_remaining_ = n_after
         t3 = time.perf_counter()
@@ -220,6 +226,31 @@ class _NewtonType(Forgetter):
         for start in range(0, len(rows), 8192):
             r = rows[start : start + 8192]
             self.kink_h_[r], self.kink_norm_[r] = self._kink_terms(objective, r)[:2]
+        # The rows on a tie enter every request: keep their kink data (purged
+        # row by row when forgotten).
+        h, _, D = self._kink_terms(objective, self.ties_.rows)
+        self.tie_data_ = (h, D, _BranchCurvature.build(objective, theta, self.ties_.rows,
+                                                       self.cols_, self.ties_))
+
+    def _candidate_data(self, objective, rows, cols, theta):
+        """``(h, D, dH)`` of candidate rows, from the cache for the fitted tie rows."""
+        if cols is self.cols_ and theta is self.theta0_ and len(rows):
+            pos = np.searchsorted(self.ties_.rows, rows)
+            pos = np.minimum(pos, max(len(self.ties_.rows) - 1, 0))
+            cached = (self.ties_.rows[pos] == rows) if len(self.ties_.rows) else np.zeros(
+                len(rows), bool)
+            if cached.all():
+                h, D, dH = self.tie_data_
+                return h[pos], D[pos], dH.take(pos)
+            if cached.any():
+                h1, D1, dH1 = self._candidate_data(objective, rows[cached], cols, theta)
+                h2, D2, dH2 = self._candidate_data(objective, rows[~cached], cols, theta)
+                order = np.argsort(np.concatenate([np.flatnonzero(cached),
+                                                   np.flatnonzero(~cached)]))
+                return (np.concatenate([h1, h2])[order], np.concatenate([D1, D2])[order],
+                        dH1.concat(dH2).take(order))
+        h, _, D = self._kink_terms(objective, rows, cols, theta)
+        return h, D, _BranchCurvature.build(objective, theta, rows, cols, self.ties_)
 
     def _kink_terms(self, objective, rows, cols=None, theta=None):
         cols = self.cols_ if cols is None else cols
@@ -254,15 +285,14 @@ class _NewtonType(Forgetter):
         theta = self.theta0_ if theta is None else theta
         kept = np.zeros(self.kink_h_.shape[0], dtype=bool)
         kept[remaining] = True
-        tie_rows = np.intersect1d(ties.rows, remaining)
+        tie_rows = ties.rows[kept[ties.rows]]
         cand = tie_rows
         # Rows on a tie enter A and rhs with their fitted weights; take them out.
         lam_fit = np.zeros(self.kink_h_.shape[0])
         lam_fit[ties.rows] = ties.lam
         step = solve_dense(A, rhs)[0]
         for _ in range(8):
-            h, _, D = self._kink_terms(objective, cand, cols, theta)
-            dH = _BranchCurvature(objective, theta, cand, cols, ties)
+            h, D, dH = self._candidate_data(objective, cand, cols, theta)
             # weight currently built into A / rhs for each candidate (its branch or fit)
             lam_in = np.where(np.isin(cand, tie_rows), lam_fit[cand],
                               (self.kink_h_[cand] > 0).astype(float))
@@ -307,21 +337,45 @@ class _BranchCurvature:
     worst-case branches, as rank-one factors when the objective provides them
     (l_inf), else as dense per-row matrices (few rows, l_2)."""
 
-    def __init__(self, objective, theta, rows, cols, ties):
+    def __init__(self, factors=None, dense=None):
+        self.dense = dense
+        if factors is not None:
+            self.U, self.cu, self.V, self.cv = factors
+
+    @classmethod
+    def build(cls, objective, theta, rows, cols, ties):
         factors = None
         if hasattr(objective, "branch_factors"):
             factors = objective.branch_factors(theta, rows, cols)
         if factors is not None:
-            self.U, self.cu, self.V, self.cv = factors
-            self.dense = None
+            return cls(factors=factors)
+        return cls(dense=np.array([
+            objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
+                                  ties=type(ties)([r], [1.0]))
+            - objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
+                                    ties=type(ties)([r], [0.0]))
+            for r in rows
+        ]).reshape(len(rows), len(cols), len(cols)))
+
+    def take(self, idx):
+        if self.dense is not None:
+            return _BranchCurvature(dense=self.dense[idx])
+        return _BranchCurvature(factors=(self.U[idx], self.cu[idx], self.V[idx], self.cv[idx]))
+
+    def concat(self, other):
+        if self.dense is not None:
+            return _BranchCurvature(dense=np.concatenate([self.dense, other.dense]))
+        return _BranchCurvature(factors=tuple(
+            np.concatenate([a, b]) for a, b in zip(
+                (self.U, self.cu, self.V, self.cv), (other.U, other.cu, other.V, other.cv))))
+
+    def purge(self, idx):
+        """Zero the data of rows ``idx`` (forgotten)."""
+        if self.dense is not None:
+            self.dense[idx] = 0.0
         else:
-            self.dense = np.array([
-                objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
-                                      ties=type(ties)([r], [1.0]))
-                - objective.hessian_sum(theta, np.array([r]), kind="total", cols=cols,
-                                        ties=type(ties)([r], [0.0]))
-                for r in rows
-            ]).reshape(len(rows), len(cols), len(cols))
+            for a in (self.U, self.cu, self.V, self.cv):
+                a[idx] = 0.0
 
     def group(self, h, D, lam):
         """Merge identical rows; returns ``(h, D, lam, counts)`` per distinct row
