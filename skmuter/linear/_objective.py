@@ -91,6 +91,9 @@ class LinearObjective:
         free = np.ones(self.n_params, dtype=bool)
         if self.threat.norm == "inf" and self.threat.epsilon > 0:
             free[: self.n_features] = theta[: self.n_features] != 0
+        elif self.threat.epsilon > 0 and not np.any(theta[: self.n_features]):
+            # eps ||w||_2 is not differentiable at w = 0: a zero model stays zero
+            free[: self.n_features] = False
         return free
 
     # ---- points ------------------------------------------------------------
@@ -285,7 +288,19 @@ class LinearObjective:
         if ties is None:
             ties = self.tie_state(theta, rows)
         if not (self.threat.norm == "inf" and self.threat.epsilon > 0):
-            return self.grad_sum(theta, rows, ties=ties) / m
+            g = self.grad_sum(theta, rows, ties=ties) / m
+            if self.threat.epsilon > 0 and not np.any(w):
+                # At w = 0 the shift eps ||w||_2 contributes c * u for any unit-ball
+                # u, with c = eps * mean(s_i * loss'_i): keep the smallest element.
+                c = 0.0
+                for r in _chunks(rows, self.n_features):
+                    z, _, _, s = self.points(theta, r, wcols=np.arange(0))
+                    c += float(np.sum(s * self.loss.d1(z, self.y[r])))
+                c *= self.threat.epsilon / m
+                d = self.n_features
+                norm = np.linalg.norm(g[:d])
+                g[:d] *= max(0.0, norm - c) / norm if norm > 0 else 0.0
+            return g
         d = self.n_features
         xtg = np.zeros(d)
         A = np.zeros(d)
