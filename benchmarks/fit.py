@@ -6,8 +6,8 @@ and exact robust test accuracy, and the peak resident memory of the process.
 
 Usage::
 
-    python benchmarks/fit.py --dataset mnist-b --data ../shared/data
-    python benchmarks/fit.py --dataset covtype --data ../shared/data
+    python benchmarks/fit.py --dataset mnist-b --data DATA_DIR
+    python benchmarks/fit.py --dataset covtype --data DATA_DIR
 """
 
 from __future__ import annotations

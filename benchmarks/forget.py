@@ -9,7 +9,7 @@ repeats.
 
 Usage::
 
-    python benchmarks/forget.py --dataset mnist-b --data ../shared/data
+    python benchmarks/forget.py --dataset mnist-b --data DATA_DIR
     python benchmarks/forget.py --dataset covtype --model ridge --repeats 3
 """
 

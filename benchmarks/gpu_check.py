@@ -10,7 +10,7 @@
 
 Usage::
 
-    python benchmarks/gpu_check.py --data ../shared/data/mnist.npz
+    python benchmarks/gpu_check.py --data DATA_DIR/mnist.npz
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ clean and robust test accuracy, forget time and retrain time.
 
 Usage::
 
-    python benchmarks/net.py --data ../shared/data/mnist.npz
+    python benchmarks/net.py --data DATA_DIR/mnist.npz
 
-(or ``SKMUTER_DATA=../shared/data/mnist.npz``).
+(or ``SKMUTER_DATA=DATA_DIR/mnist.npz``).
 """
 
 from __future__ import annotations

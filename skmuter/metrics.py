@@ -27,8 +27,6 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._audit import membership_audit
-
 __all__ = [
     "forget_report",
     "gradient_residual",
