@@ -83,6 +83,20 @@ def validate_indices(indices, n_train, forgotten):
     return rows
 
 
+def rows_and_kept(indices, n_train, forgotten):
+    """Validate a request; returns ``(rows, kept)``, the mask of rows kept after it.
+
+    Raises when the request would forget every remaining row.
+    """
+    rows = validate_indices(indices, n_train, forgotten)
+    kept = np.ones(n_train, dtype=bool)
+    kept[forgotten] = False
+    kept[rows] = False
+    if not kept.any():
+        raise ValueError("the request would forget every remaining training row.")
+    return rows, kept
+
+
 class ForgetMixin:
     """``forget`` / ``partial_forget`` for a model that provides the hooks above."""
 
@@ -133,11 +147,7 @@ class ForgetMixin:
 
     def _validate_request(self, indices):
         check_is_fitted(self)
-        rows = validate_indices(indices, self.n_train_, self.forgotten_)
-        kept = self._kept_mask()
-        kept[rows] = False
-        if not kept.any():
-            raise ValueError("the request would forget every remaining training row.")
+        rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
         self._check_request_classes(kept)
         return rows
 

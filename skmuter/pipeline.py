@@ -40,7 +40,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._forgetting import validate_indices
+from ._forgetting import rows_and_kept, validate_indices
 
 __all__ = [
     "ForgetPipeline",
@@ -123,11 +123,7 @@ class _ForgettingTransformerMixin:
             forgotten rows zeroed in its stored copy. On error nothing changes.
         """
         check_is_fitted(self)
-        rows = validate_indices(indices, self.n_train_, self.forgotten_)
-        kept = self._kept_mask()
-        kept[rows] = False
-        if not kept.any():
-            raise ValueError("the request would forget every remaining training row.")
+        rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
         stats = self._forget_stats(self._X[rows], kept)
         # Commit: nothing above touched the transformer.
         for name, value in stats.items():

@@ -230,7 +230,32 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
         theta = res.x
     n_iter = int(res.nit)
     theta, steps = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
-    return theta, n_iter + steps, obj.kkt_residual(theta, rows)
+    residual = obj.kkt_residual(theta, rows)
+    if not linf and obj.threat.epsilon > 0 and np.linalg.norm(theta[:d]) < 1e-6:
+        # eps ||w||_2 has a kink at w = 0, where a smooth solver only creeps
+        # towards it: try the zero model (with its best intercept) exactly.
+        zero = _zero_model(obj, theta, rows)
+        zero_residual = obj.kkt_residual(zero, rows)
+        if zero_residual <= residual:
+            theta, residual = zero, zero_residual
+    return theta, n_iter + steps, residual
+
+
+def _zero_model(obj, theta, rows):
+    """``w = 0`` with the intercept minimising the (then unperturbed) loss."""
+    zero = np.zeros_like(theta)
+    if not obj.fit_intercept:
+        return zero
+    y = obj.y[rows]
+    b = float(theta[-1])
+    for _ in range(50):
+        g = float(np.mean(obj.loss.d1(np.full(len(y), b), y)))
+        h = float(np.mean(obj.loss.d2(np.full(len(y), b), y)))
+        if h <= 0 or abs(g) < 1e-15:
+            break
+        b -= g / h
+    zero[-1] = b
+    return zero
 
 
 def solve_sgd(obj, attack, rows=None, theta0=None, max_iter=None, learning_rate=0.01,
