@@ -147,11 +147,18 @@ class _NewtonType(Forgetter):
             self.kink_h_[removed] = 0.0  # nothing of a forgotten row stays here
             self.kink_norm_[removed] = 0.0
             gone = np.flatnonzero(np.isin(self.ties_.rows, removed))
-            if gone.size:
+            if gone.size and self.tie_data_ is not None:
                 h, D, dH = self.tie_data_
                 h[gone] = 0.0
                 D[gone] = 0.0
                 dH.purge(gone)
+            if gone.size and getattr(self, "tie_groups_", None) is not None:
+                inverse, hg, Dg, dHg, members = self.tie_groups_
+                np.subtract.at(members, inverse[gone], 1)
+                empty = np.flatnonzero(members == 0)  # no kept row shares the data
+                hg[empty] = 0.0
+                Dg[empty] = 0.0
+                dHg.purge(empty)
         self.grad_ = rhs
         self.n_remaining_ = n_after
         t3 = time.perf_counter()
@@ -229,12 +236,51 @@ class _NewtonType(Forgetter):
         # The rows on a tie enter every request: keep their kink data (purged
         # row by row when forgotten).
         h, _, D = self._kink_terms(objective, self.ties_.rows)
-        self.tie_data_ = (h, D, _BranchCurvature.build(objective, theta, self.ties_.rows,
-                                                       self.cols_, self.ties_))
+        dH = _BranchCurvature.build(objective, theta, self.ties_.rows, self.cols_, self.ties_)
+        self.tie_data_ = (h, D, dH)
+        self.tie_groups_ = None
+        if dH.dense is None and len(h):
+            # Identical tied rows (e.g. images blank on the support) act as one:
+            # keep one copy of their data per group, with the group of each row.
+            key = np.column_stack([h, D, dH.U, dH.cu, dH.V, dH.cv])
+            _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            self.tie_groups_ = (inverse.ravel(), h[first], D[first], dH.take(first),
+                                np.bincount(inverse.ravel()))
+            self.tie_data_ = None  # the groups hold everything
+
+    def _dual_data(self, objective, cand, tie_rows, cols, theta, lam_fit):
+        """``(h, D, dH, lam_in, counts)`` of the distinct candidate rows.
+
+        ``lam_in`` is the weight each currently has in the memory (its fitted tie
+        weight, or 1 / 0 for the branch it is on), summed over identical rows.
+        """
+        is_tie = np.isin(cand, tie_rows)
+        lam_rows = np.where(is_tie, lam_fit[cand], (self.kink_h_[cand] > 0).astype(float))
+        groups = getattr(self, "tie_groups_", None)
+        if groups is None or cols is not self.cols_ or theta is not self.theta0_:
+            h, D, dH = self._candidate_data(objective, cand, cols, theta)
+            h, D, lam_in, counts = dH.group(h, D, lam_rows)
+            return h, D, dH, lam_in, counts
+        inverse, hg, Dg, dHg, _ = groups
+        pos = np.searchsorted(self.ties_.rows, cand[is_tie])
+        counts = np.bincount(inverse[pos], minlength=len(hg)).astype(float)
+        lam_g = np.bincount(inverse[pos], weights=lam_rows[is_tie], minlength=len(hg))
+        live = np.flatnonzero(counts > 0)
+        h, D, dH = hg[live], Dg[live], dHg.take(live)
+        lam_in, counts = lam_g[live], counts[live]
+        extra = cand[~is_tie]
+        if extra.size:
+            he, _, De = self._kink_terms(objective, extra, cols, theta)
+            dHe = _BranchCurvature.build(objective, theta, extra, cols, self.ties_)
+            h, D, dH = np.concatenate([h, he]), np.vstack([D, De]), dH.concat(dHe)
+            lam_in = np.concatenate([lam_in, lam_rows[~is_tie]])
+            counts = np.concatenate([counts, np.ones(extra.size)])
+        return h, D, dH, lam_in, counts
 
     def _candidate_data(self, objective, rows, cols, theta):
         """``(h, D, dH)`` of candidate rows, from the cache for the fitted tie rows."""
-        if cols is self.cols_ and theta is self.theta0_ and len(rows):
+        if (cols is self.cols_ and theta is self.theta0_ and len(rows)
+                and self.tie_data_ is not None):
             pos = np.searchsorted(self.ties_.rows, rows)
             pos = np.minimum(pos, max(len(self.ties_.rows) - 1, 0))
             cached = (self.ties_.rows[pos] == rows) if len(self.ties_.rows) else np.zeros(
@@ -292,13 +338,10 @@ class _NewtonType(Forgetter):
         lam_fit[ties.rows] = ties.lam
         step = solve_dense(A, rhs)[0]
         for _ in range(8):
-            h, D, dH = self._candidate_data(objective, cand, cols, theta)
-            # weight currently built into A / rhs for each candidate (its branch or fit)
-            lam_in = np.where(np.isin(cand, tie_rows), lam_fit[cand],
-                              (self.kink_h_[cand] > 0).astype(float))
-            # Identical rows (e.g. images blank on the support) act as one, with a
-            # weight in [0, count]: solve the dual over distinct rows only.
-            h, D, lam_in, counts = dH.group(h, D, lam_in)
+            # Identical rows act as one, with a weight in [0, count]: the dual
+            # runs over distinct rows only.
+            h, D, dH, lam_in, counts = self._dual_data(objective, cand, tie_rows, cols,
+                                                       theta, lam_fit)
             A0 = A - dH.combine(lam_in)
             b0 = rhs + lam_in @ D
 
