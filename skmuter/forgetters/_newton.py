@@ -353,11 +353,14 @@ class _NewtonType(Forgetter):
                 return -value, -grad
 
             if len(cand):
-                res = optimize.minimize(dual, np.clip(lam_in, 0, counts), jac=True,
-                                        method="L-BFGS-B",
-                                        bounds=[(0.0, float(c)) for c in counts],
-                                        options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 500})
-                lam = res.x
+                lam = _dual_newton(A0, b0, D, dH, h, np.clip(lam_in, 0, counts), counts)
+                if lam is None:  # no convergence: a quasi-Newton method instead
+                    res = optimize.minimize(dual, np.clip(lam_in, 0, counts), jac=True,
+                                            method="L-BFGS-B",
+                                            bounds=[(0.0, float(c)) for c in counts],
+                                            options={"ftol": 1e-15, "gtol": 1e-13,
+                                                     "maxiter": 500})
+                    lam = res.x
                 step = solve_dense(A0 + dH.combine(lam), b0 - lam @ D)[0]
             else:
                 step = solve_dense(A, rhs)[0]
@@ -373,6 +376,52 @@ class _NewtonType(Forgetter):
                 return step
             cand = np.union1d(cand, near[flips])
         return step
+
+
+def _dual_newton(A0, b0, D, dH, h, lam, upper, max_iter=50):
+    """Projected Newton ascent on the (concave) dual of the kink model.
+
+    ``g(lam) = min_x x^T A(lam) x / 2 - b(lam)^T x + lam . h`` has gradient
+    ``q+ - q-`` at ``x(lam)`` and Hessian ``-J^T A(lam)^-1 J`` with columns
+    ``J_i = dH_i x + D_i``. Box ``0 <= lam <= upper``. Returns None when it does
+    not converge (the caller then uses a quasi-Newton method).
+    """
+    def evaluate(lam):
+        bl = b0 - lam @ D
+        A = A0 + dH.combine(lam)
+        x, factor = solve_dense(A, bl)
+        value = -0.5 * bl @ x + lam @ h
+        grad = 0.5 * dH.quad(x) + D @ x + h
+        return value, grad, x, A
+
+    value, grad, x, A = evaluate(lam)
+    scale = 1.0 + np.abs(grad).max()
+    for _ in range(max_iter):
+        at_low = (lam <= 0) & (grad < 0)
+        at_high = (lam >= upper) & (grad > 0)
+        free = ~(at_low | at_high)
+        if not free.any() or np.abs(grad[free]).max() <= 1e-12 * scale:
+            return lam
+        J = (dH.apply(x) + D)[free]  # rows: J_i
+        G = J @ solve_dense(A, J.T)[0]  # minus the dual Hessian on the free set
+        try:
+            direction = np.linalg.solve(G + 1e-14 * np.trace(G) * np.eye(len(G)), grad[free])
+        except np.linalg.LinAlgError:
+            return None
+        t = 1.0
+        for _ in range(30):
+            cand = lam.copy()
+            cand[free] = np.clip(lam[free] + t * direction, 0.0, upper[free])
+            v2, g2, x2, A2 = evaluate(cand)
+            if v2 >= value + 1e-4 * float(grad @ (cand - lam)) - 1e-15 * abs(value):
+                break
+            t *= 0.5
+        else:
+            return None
+        if np.array_equal(cand, lam):
+            return lam
+        lam, value, grad, x, A = cand, v2, g2, x2, A2
+    return None
 
 
 class _BranchCurvature:
@@ -438,6 +487,13 @@ class _BranchCurvature:
             return np.einsum("i,ijk->jk", lam, self.dense)
         return (self.U.T @ ((lam * self.cu)[:, None] * self.U)
                 - self.V.T @ ((lam * self.cv)[:, None] * self.V))
+
+    def apply(self, x):
+        """Rows ``dH_i x``."""
+        if self.dense is not None:
+            return np.einsum("ijk,k->ij", self.dense, x)
+        return ((self.cu * (self.U @ x))[:, None] * self.U
+                - (self.cv * (self.V @ x))[:, None] * self.V)
 
     def quad(self, x):
         if self.dense is not None:

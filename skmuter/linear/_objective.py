@@ -106,18 +106,26 @@ class LinearObjective:
         of a squared loss at a tie).
         """
         w, b = self.split(theta)
-        Xr = self.X[rows]
-        z = Xr @ w + b
-        if points == "clean" or self.threat.epsilon == 0:
-            x = Xr if wcols is None else Xr[:, wcols]
-            return z, x, None, None
-        if self.threat.norm == "inf" and wcols is not None:
-            # Separable over features: only the support and the asked columns matter.
+        if self.threat.norm == "inf" and self.threat.epsilon > 0 and wcols is not None \
+                and points != "clean":
+            # Separable over features: only the support and the asked columns
+            # matter (w is zero elsewhere), so read just those columns.
             active = np.union1d(np.flatnonzero(w), wcols)
-            bound = self.threat.bind(Xr[:, active], cols=active)
+            if isinstance(rows, slice):
+                Xa = self.X[rows, active]
+            else:
+                Xa = self.X[np.ix_(np.asarray(rows), active)]
             wa = w[active]
+            z = Xa @ wa + b
+            bound = self.threat.bind(Xa, cols=active)
             where = np.searchsorted(active, wcols)
+            Xr = None
         else:
+            Xr = self.X[rows]
+            z = Xr @ w + b
+            if points == "clean" or self.threat.epsilon == 0:
+                x = Xr if wcols is None else Xr[:, wcols]
+                return z, x, None, None
             bound = self.threat.bind(Xr)
             wa, where = w, wcols
         up, down = bound.shifts(wa)
@@ -127,7 +135,10 @@ class LinearObjective:
         else:
             s = np.broadcast_to(np.asarray(force_s, dtype=np.float64), z.shape)
         z = z + s * np.where(s > 0, up, down)
-        x = (Xr if wcols is None else Xr[:, wcols]) + bound.delta(wa, s, where)
+        if Xr is None:
+            x = Xa[:, where] + bound.delta(wa, s, where)
+        else:
+            x = (Xr if wcols is None else Xr[:, wcols]) + bound.delta(wa, s, where)
         return z, x, bound, s
 
     def _cols(self, cols):
