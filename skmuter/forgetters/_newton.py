@@ -389,7 +389,7 @@ def _dual_newton(A0, b0, D, dH, h, lam, upper, max_iter=50):
     def evaluate(lam):
         bl = b0 - lam @ D
         A = A0 + dH.combine(lam)
-        x, factor = solve_dense(A, bl)
+        x = solve_dense(A, bl)[0]
         value = -0.5 * bl @ x + lam @ h
         grad = 0.5 * dH.quad(x) + D @ x + h
         return value, grad, x, A

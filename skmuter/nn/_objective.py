@@ -317,7 +317,7 @@ class NetObjective:
         theta_t = self._t(theta)
         parts = []
         for _, inp, y, on_head in self._batches(theta, rows, points):
-            def one(xi, yi):
+            def one(xi, yi, on_head=on_head):
                 return grad(self._loss_sum)(theta_t, xi[None], yi[None], on_head)
             parts.append(vmap(one)(inp, y) + self.alpha * theta_t)
         out = torch.cat(parts).cpu().numpy()
