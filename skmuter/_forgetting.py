@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from .forgetters import resolve_forgetter
+from .forgetters import ForgetWarning, resolve_forgetter
+
+#: past this fraction of forgotten training rows, forgetting warns that a refit
+#: would be wiser
+RETRAIN_ADVICE_FRACTION = 0.2
 
 
 def reset_forgetting(est, n_train):
@@ -198,6 +203,16 @@ class ForgetMixin:
             })
         # Commit: nothing above touched the estimator.
         removed = np.concatenate(requests)
+        fraction = (self.forgotten_.size + removed.size) / self.n_train_
+        if fraction > RETRAIN_ADVICE_FRACTION and template.label() != "retrain":
+            warnings.warn(
+                f"{fraction:.0%} of the training rows are now forgotten; a forgetter "
+                "linearised at the fitted model errs with the square of the removed "
+                "fraction, so refitting on remaining_training_data() (or "
+                "forgetter='retrain') would be wiser. Check with skmuter.metrics.",
+                ForgetWarning,
+                stacklevel=3,
+            )
         self._forgetter_states = states
         self.forgetter_ = template
         self._set_thetas(thetas)

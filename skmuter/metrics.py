@@ -27,9 +27,12 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._audit import membership_audit
+
 __all__ = [
     "forget_report",
     "gradient_residual",
+    "membership_audit",
     "parameter_distance",
     "residual_fraction",
     "retrain",

@@ -242,3 +242,38 @@ class _no_warning:
     def __exit__(self, *exc):
         self._ctx.__exit__(*exc)
         return False
+
+
+def test_forgetting_a_large_fraction_advises_a_refit(fitted):
+    est = copy.deepcopy(fitted)
+    with warnings_as_list() as caught:
+        est.forget(np.arange(10))
+    assert not any(issubclass(w.category, ForgetWarning) for w in caught)
+    with pytest.warns(ForgetWarning, match="refitting"):
+        est.forget(np.arange(10, int(0.3 * est.n_train_)))
+
+
+def test_singular_memory_is_damped_with_a_warning():
+    """Zero curvature in a direction (a feature that is 0 on every row, no
+    penalty) makes the memory singular: the step adds the smallest damping that
+    works and says so."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=60), np.zeros(60)])
+    y = (X[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(int)
+    est = AdversarialLogisticRegression(attack=PGD(0.0), alpha=0.0).fit(X, y)
+    with pytest.warns(ForgetWarning, match="damping"):
+        est.forget([0])
+    assert np.all(np.isfinite(est.coef_))
+
+
+class warnings_as_list:
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings(record=True)
+        caught = self._ctx.__enter__()
+        warnings.simplefilter("always")
+        return caught
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)

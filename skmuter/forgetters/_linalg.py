@@ -13,13 +13,15 @@ class ForgetWarning(UserWarning):
     """A forget request was solved with a fallback (damping or least squares)."""
 
 
-def solve_dense(A, b, assume="pd"):
+def solve_dense(A, b):
     """Solve ``A x = b`` for a symmetric ``A``; returns ``(x, factor)``.
 
     Uses a Cholesky factorisation (the factor is returned for reuse). When
-    ``A`` is not positive definite, falls back to a symmetric indefinite solve
-    and warns: a Newton-type step through an indefinite matrix is not a descent
-    step and should be read with care.
+    ``A`` is not positive definite (singular memory, saturated rows with zero
+    curvature, an unregularised model), the smallest damping ``rho * I`` that
+    makes it so is added, from ``1e-12`` up to ``1e-2`` times the largest
+    diagonal entry, and a :class:`ForgetWarning` says how much; past that the
+    system is solved by least squares, with a warning too.
     """
     if A.shape[0] == 0:
         return np.zeros(0), None
@@ -28,16 +30,28 @@ def solve_dense(A, b, assume="pd"):
         return linalg.cho_solve(factor, b, check_finite=False), factor
     except linalg.LinAlgError:
         pass
+    scale = max(float(np.max(np.abs(np.diag(A)))), np.finfo(float).tiny)
+    for rel in 10.0 ** np.arange(-12, -1):
+        rho = rel * scale
+        try:
+            factor = linalg.cho_factor(A + rho * np.eye(A.shape[0]), check_finite=False)
+        except linalg.LinAlgError:
+            continue
+        warnings.warn(
+            f"the forgetting matrix is not positive definite; added damping {rho:.3g} "
+            f"({rel:.0e} of its largest diagonal entry) to solve it. The step is less "
+            "reliable: check it with skmuter.metrics.gradient_residual.",
+            ForgetWarning,
+            stacklevel=3,
+        )
+        return linalg.cho_solve(factor, b, check_finite=False), factor
     warnings.warn(
-        "the forgetting matrix is not positive definite; solved it as a symmetric "
-        "indefinite system (least squares if singular). Consider damping.",
+        "the forgetting matrix is far from positive definite; solved it by least "
+        "squares. The step is unreliable: prefer refitting.",
         ForgetWarning,
         stacklevel=3,
     )
-    try:
-        return linalg.solve(A, b, assume_a="sym", check_finite=False), None
-    except (linalg.LinAlgError, ValueError):
-        return np.linalg.lstsq(A, b, rcond=None)[0], None
+    return np.linalg.lstsq(A, b, rcond=None)[0], None
 
 
 def fixed_cg(A, b, n_iter):
