@@ -448,16 +448,6 @@ class LinearObjective:
             Cm += down.T @ (c[:, None] * xt)
         return zcols, gp, gm, Cp, Cm
 
-    def tie_constraints(self, theta, rows, cols, ties):
-        """Gradients of ``q+ - q-`` for the rows of ``rows`` on a tie (one row each)."""
-        if ties is None or ties.rows.size == 0:
-            return np.zeros((0, len(cols)))
-        tied = np.intersect1d(ties.rows, rows)
-        if tied.size == 0:
-            return np.zeros((0, len(cols)))
-        return (self.per_sample_grads(theta, tied, cols=cols, force_s=1.0)
-                - self.per_sample_grads(theta, tied, cols=cols, force_s=-1.0))
-
     def _add_l2_curvature(self, H, w, bound, s, weight, wcols):
         """Add sum_i weight_i * eps_F,i/rho_i * (I_F - w_F w_F^T / rho_i^2) to ``H``."""
         scale, F, rho = bound.l2_curvature(w, s)

@@ -100,24 +100,20 @@ def _tie_step(obj, probe, rows, cols):
     """Newton step of the squared robust loss, exact on its kinks.
 
     A Newton step from ``probe`` is the MUter step linearised there with the
-    whole current (sub)gradient as right-hand side, so it reuses the same
-    active-set solve: rows on a tie stay tied unless their weight leaves
-    [0, 1], rows whose gap would change sign join the tie.
+    whole current (sub)gradient as right-hand side, so it reuses the same solve
+    of the piecewise-quadratic model (see ``MUter._solve_on_ties``). Returns the
+    step and the subgradient on ``cols``.
     """
     from ..forgetters import MUter
 
     model = MUter().prepare(obj, probe, rows, zero_terms=False)
     g = obj.grad_sum(probe, rows, cols=model.cols_, ties=model.ties_)
     step = model._solve_on_ties(obj, model.memory_, -g, rows)
-    out = np.zeros(len(cols))
-    out[np.searchsorted(cols, model.cols_)] = step
-    return out, np.zeros(len(cols)) if g.size == 0 else _expand(g, model.cols_, cols)
-
-
-def _expand(values, have, want):
-    out = np.zeros(len(want))
-    out[np.searchsorted(want, have)] = values
-    return out
+    where = np.searchsorted(cols, model.cols_)
+    out_step, out_g = np.zeros(len(cols)), np.zeros(len(cols))
+    out_step[where] = step
+    out_g[where] = g
+    return out_step, out_g
 
 
 def _newton_polish(obj, theta, rows, tol, max_steps, fun):
