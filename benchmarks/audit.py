@@ -21,9 +21,7 @@ import os
 
 import numpy as np
 
-from skmuter import AdversarialLogisticRegression
-from skmuter.attacks import PGD
-from skmuter.datasets import load_mnist_b
+from skmuter.benchmark import load_dataset, paper_attack, paper_estimator
 from skmuter.metrics import membership_audit, retrain
 
 
@@ -35,9 +33,8 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=1e-4)
     args = parser.parse_args(argv)
 
-    X, X_test, y, y_test = load_mnist_b(path=args.data, download=False)
-    est = AdversarialLogisticRegression(attack=PGD(64 / 255, clip=(0, 1)), alpha=args.alpha,
-                                        fit_intercept=False).fit(X, y)
+    X, X_test, y, y_test = load_dataset("mnist-b", path=args.data)
+    est = paper_estimator("logistic", paper_attack("mnist-b"), alpha=args.alpha).fit(X, y)
     rng = np.random.default_rng(0)
     k = round(args.fraction * len(y))
     print(f"MNIST-b, forgetting {k} rows ({args.fraction:.0%}), loss-threshold attack vs "

@@ -19,25 +19,22 @@ import time
 
 import numpy as np
 
-from skmuter import AdversarialLogisticRegression, AdversarialRidgeClassifier
-from skmuter.attacks import PGD
-from skmuter.datasets import load_covtype_binary, load_mnist_b
+from skmuter.benchmark import load_dataset, paper_attack, paper_estimator
 
-SETTINGS = {"mnist-b": (load_mnist_b, 64 / 255), "covtype": (load_covtype_binary, 4 / 255)}
+DATASETS = ("mnist-b", "covtype")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(SETTINGS), default="mnist-b")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist-b")
     parser.add_argument("--model", choices=["logistic", "ridge"], default="logistic")
     parser.add_argument("--data", default=os.environ.get("SKMUTER_DATA"))
     parser.add_argument("--alpha", type=float, default=1e-4)
     args = parser.parse_args(argv)
 
-    loader, eps = SETTINGS[args.dataset]
-    X_train, X_test, y_train, y_test = loader(path=args.data, download=False)
-    Est = AdversarialLogisticRegression if args.model == "logistic" else AdversarialRidgeClassifier
-    est = Est(attack=PGD(eps, clip=(0, 1)), alpha=args.alpha, fit_intercept=False)
+    X_train, X_test, y_train, y_test = load_dataset(args.dataset, path=args.data)
+    est = paper_estimator(args.model, paper_attack(args.dataset), alpha=args.alpha)
+    eps = est.attack.epsilon
     t0 = time.perf_counter()
     est.fit(X_train, y_train)
     elapsed = time.perf_counter() - t0

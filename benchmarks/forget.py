@@ -25,17 +25,15 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from skmuter import AdversarialLogisticRegression, AdversarialRidgeClassifier
-from skmuter.attacks import PGD
-from skmuter.datasets import load_covtype_binary, load_mnist_b
+from skmuter.benchmark import load_dataset, paper_attack, paper_estimator
 from skmuter.metrics import parameter_distance
 
-SETTINGS = {"mnist-b": (load_mnist_b, 64 / 255), "covtype": (load_covtype_binary, 4 / 255)}
+DATASETS = ("mnist-b", "covtype")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(SETTINGS), default="mnist-b")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist-b")
     parser.add_argument("--model", choices=["logistic", "ridge"], default="logistic")
     parser.add_argument("--data", default=os.environ.get("SKMUTER_DATA"))
     parser.add_argument("--removals", default="1,10,1%")
@@ -45,10 +43,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    loader, eps = SETTINGS[args.dataset]
-    X, _, y, _ = loader(path=args.data, download=False)
-    Est = AdversarialLogisticRegression if args.model == "logistic" else AdversarialRidgeClassifier
-    est = Est(attack=PGD(eps, clip=(0, 1)), alpha=1e-4, fit_intercept=False)
+    X, _, y, _ = load_dataset(args.dataset, path=args.data)
+    est = paper_estimator(args.model, paper_attack(args.dataset))
     t0 = time.perf_counter()
     est.fit(X, y)
     fit_time = time.perf_counter() - t0
