@@ -254,7 +254,9 @@ class _NewtonType(Forgetter):
         ``lam_in`` is the weight each currently has in the memory (its fitted tie
         weight, or 1 / 0 for the branch it is on), summed over identical rows.
         """
-        is_tie = np.isin(cand, tie_rows)
+        on_tie = np.zeros(self.kink_h_.shape[0], dtype=bool)
+        on_tie[tie_rows] = True
+        is_tie = on_tie[cand]
         lam_rows = np.where(is_tie, lam_fit[cand], (self.kink_h_[cand] > 0).astype(float))
         groups = getattr(self, "tie_groups_", None)
         if groups is None or cols is not self.cols_ or theta is not self.theta0_:
@@ -301,11 +303,10 @@ class _NewtonType(Forgetter):
     def _kink_terms(self, objective, rows, cols=None, theta=None):
         cols = self.cols_ if cols is None else cols
         theta = self.theta0_ if theta is None else theta
-        up = objective.per_sample_grads(theta, rows, cols=cols, force_s=1.0)
-        down = objective.per_sample_grads(theta, rows, cols=cols, force_s=-1.0)
-        h = objective.branch_values(theta, rows, 1.0) - objective.branch_values(
-            theta, rows, -1.0)
-        D = up - down
+        q_up, g_up = objective.branch_terms(theta, rows, cols, 1.0)
+        q_down, g_down = objective.branch_terms(theta, rows, cols, -1.0)
+        h = q_up - q_down
+        D = g_up - g_down
         return h, np.linalg.norm(D, axis=1), D
 
     def _solve_on_ties(self, objective, A, rhs, remaining, cols=None, theta=None):
@@ -366,15 +367,16 @@ class _NewtonType(Forgetter):
                 step = solve_dense(A, rhs)[0]
             # rows outside the candidates whose branch the step would change
             reach = np.linalg.norm(step)
-            near = np.flatnonzero(kept & (np.abs(self.kink_h_) <= self.kink_norm_ * reach))
-            near = np.setdiff1d(near, cand)
+            outside = kept.copy()
+            outside[cand] = False
+            near = np.flatnonzero(outside & (np.abs(self.kink_h_) <= self.kink_norm_ * reach))
             if near.size == 0:
                 return step
             hn, _, Dn = self._kink_terms(objective, near, cols, theta)
             flips = np.sign(hn + Dn @ step) != np.sign(hn)
             if not flips.any():
                 return step
-            cand = np.union1d(cand, near[flips])
+            cand = np.sort(np.concatenate([cand, near[flips]]))
         return step
 
 

@@ -205,10 +205,15 @@ class LinearObjective:
             return np.zeros(0), np.zeros(0)
         return np.concatenate(gaps), np.concatenate(vals)
 
-    def branch_values(self, theta, rows, sign):
-        """Loss of each row at the worst case pushing the score in direction ``sign``."""
-        z = self.points(theta, rows, wcols=np.arange(0), force_s=sign)[0]
-        return self.loss.value(z, self.y[rows])
+    def branch_terms(self, theta, rows, cols, sign):
+        """Loss and per-sample gradient (on ``cols``) of each row at the worst case
+        pushing the score in direction ``sign`` (one branch of a squared loss)."""
+        wcols, intercept = self._cols(cols)
+        z, x, _, _ = self.points(theta, rows, "adversarial", wcols, force_s=sign)
+        yr = self.y[rows]
+        grads = self.loss.d1(z, yr)[:, None] * self._augment(x, intercept) + self.alpha * (
+            self._wpad(theta, wcols, intercept))
+        return self.loss.value(z, yr), grads
 
     def branch_factors(self, theta, rows, cols):
         """Rank-one factors of the two branches' curvatures, ``(U, cu, V, cv)`` with
