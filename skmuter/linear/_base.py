@@ -22,10 +22,6 @@ from ._objective import LinearObjective
 from ._solvers import solve_exact, solve_sgd
 
 
-def _check_X_in_box(threat, X):
-    threat.check_inside(X)
-
-
 class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
     """Base class; see the public estimators for the parameters."""
 
@@ -113,7 +109,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         )
         attack = clone(resolve_attack(self.attack))
         threat, _ = attack._check(X.shape[1])
-        _check_X_in_box(threat, X)
+        threat.check_inside(X)
         targets = self._encode_targets(y)
         self.attack_ = attack
         objectives = [

@@ -26,6 +26,19 @@ from scipy import optimize
 from .._losses import get_loss
 
 
+def min_norm_subgradient(gp, gm, w):
+    """Minimal-norm subgradient in ``w`` of an l_inf robust objective, from its
+    derivatives ``gp`` in ``w+`` and ``gm`` in ``w-`` (split ``w = w+ - w-``).
+
+    Off zero the objective is smooth; at ``w_j = 0`` its subdifferential in
+    ``w_j`` is ``[-gm_j, gp_j]``, of which the element of least magnitude is kept.
+    """
+    res = np.where(w > 0, gp, np.where(w < 0, -gm, 0.0))
+    zero = w == 0
+    res[zero] = np.minimum(np.maximum(0.0, -gm[zero]), gp[zero])
+    return res
+
+
 class TieState:
     """Rows on a tie of the squared robust loss and their branch weights ``lam``."""
 
@@ -334,11 +347,7 @@ class LinearObjective:
             gb += g1.sum()
         gp = (xtg + A) / m + self.alpha * w  # d/dw+ (w_j > 0 side)
         gm = (-xtg + B) / m - self.alpha * w  # d/dw- (w_j < 0 side)
-        res = np.where(w > 0, gp, np.where(w < 0, -gm, 0.0))
-        # At w_j = 0 the subdifferential in w_j is [-gm_j, gp_j]; keep its
-        # element of least magnitude.
-        zero = w == 0
-        res[zero] = np.minimum(np.maximum(0.0, -gm[zero]), gp[zero])
+        res = min_norm_subgradient(gp, gm, w)
         if self.fit_intercept:
             res = np.concatenate([res, [gb / m]])
         return res

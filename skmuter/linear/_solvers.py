@@ -22,6 +22,8 @@ from scipy import linalg, optimize, sparse
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from ._objective import min_norm_subgradient
+
 DEFAULT_EXACT_MAX_ITER = 10_000
 DEFAULT_SGD_EPOCHS = 100
 
@@ -88,12 +90,7 @@ def _smooth_problem(obj, rows):
 
 def _kkt_from_split(grad, w, d):
     """Minimal-subgradient vector of the l_inf objective from its split gradient."""
-    gp, gm = grad[:d], grad[d : 2 * d]
-    res = np.where(w > 0, gp, np.where(w < 0, -gm, 0.0))
-    zero = w == 0
-    # At w_j = 0 the subdifferential in w_j is [-gm_j, gp_j]: keep its smallest element.
-    res[zero] = np.minimum(np.maximum(0.0, -gm[zero]), gp[zero])
-    return np.concatenate([res, grad[2 * d :]])
+    return np.concatenate([min_norm_subgradient(grad[:d], grad[d : 2 * d], w), grad[2 * d :]])
 
 
 def _tie_step(obj, probe, rows, cols):
