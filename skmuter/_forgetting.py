@@ -201,10 +201,14 @@ class ForgetMixin:
                 "update_time": update,
                 "total_time": time.perf_counter() - t0,
             })
+        thetas, states, certificate = self._certify(thetas, states, np.flatnonzero(kept),
+                                                    records, template)
         # Commit: nothing above touched the estimator.
         removed = np.concatenate(requests)
         fraction = (self.forgotten_.size + removed.size) / self.n_train_
-        if fraction > RETRAIN_ADVICE_FRACTION and template.label() != "retrain":
+        exact_now = bool(records[-1].get("certified_retrain"))
+        if (fraction > RETRAIN_ADVICE_FRACTION and template.label() != "retrain"
+                and not exact_now):
             warnings.warn(
                 f"{fraction:.0%} of the training rows are now forgotten; a forgetter "
                 "linearised at the fitted model errs with the square of the removed "
@@ -219,4 +223,14 @@ class ForgetMixin:
         self._purge(removed)
         self.forgotten_ = np.sort(np.concatenate([self.forgotten_, removed]))
         self.forget_log_.extend(records)
+        if certificate is not None:
+            self.certificate_ = certificate
         return self
+
+    def _certify(self, thetas, states, remaining, records, template):
+        """Hook: check (and possibly replace) the result before it is committed.
+
+        Returns ``(thetas, states, certificate)``; ``certificate`` (or None) is
+        stored as ``certificate_``. May raise to reject the whole call.
+        """
+        return thetas, states, None

@@ -78,6 +78,9 @@ def retrain(est):
     check_is_fitted(est)
     if hasattr(est, "retrain"):
         return est.retrain()
+    if getattr(est, "certificate_", None) is not None:
+        # the same perturbed objective (its noise) on the remaining rows
+        return est._retrain_exact()
     X, y = est.remaining_training_data()
     new = clone(est)
     if "solver" in new.get_params():

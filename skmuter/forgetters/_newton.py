@@ -77,6 +77,11 @@ class _NewtonType(Forgetter):
                 and hasattr(objective, "zero_kkt_terms")
                 and len(self.cols_) < objective.n_params):
             self.zeros_ = objective.zero_kkt_terms(theta, rows, self.cols_, **self._ties_kw())
+            noise = getattr(objective, "noise", None)
+            if noise is not None:
+                # the objective's linear term stays with the zeros' derivatives
+                zcols, gp, gm, Cp, Cm = self.zeros_
+                self.zeros_ = (zcols, gp + noise[zcols], gm - noise[zcols], Cp, Cm)
         M = self._curvature(objective, rows)
         self.dense_ = isinstance(M, np.ndarray)
         self.memory_ = M if self.dense_ else None

@@ -13,10 +13,12 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._forgetting import ForgetMixin, reset_forgetting
 from ..attacks import _Attack, resolve_attack
+from ..certified import check_budget, summed_residual
 from ..forgetters import Forgetter
 from ._objective import LinearObjective
 from ._solvers import solve_exact, solve_sgd
@@ -111,11 +113,21 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         threat, _ = attack._check(X.shape[1])
         threat.check_inside(X)
         targets = self._encode_targets(y)
+        certified = getattr(self, "certified", None)
+        noises = [None] * len(targets)
+        if certified is not None:
+            certified._validate_params()
+            if self.alpha <= 0:
+                raise ValueError("certified removal needs a strongly convex objective: "
+                                 "alpha must be > 0.")
+            rng = check_random_state(self.random_state)
+            n_params = X.shape[1] + int(self.fit_intercept)
+            noises = [rng.normal(0.0, certified.noise, n_params) for _ in targets]
         self.attack_ = attack
         objectives = [
             LinearObjective(X, t, self._loss, threat, self.alpha, self.fit_intercept,
-                            tol=self.tol, max_iter=self.max_iter)
-            for t in targets
+                            tol=self.tol, max_iter=self.max_iter, noise=noise)
+            for t, noise in zip(targets, noises)
         ]
         thetas, iters, residuals = [], [], []
         for k, obj in enumerate(objectives):
@@ -136,6 +148,19 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self.n_iter_ = np.asarray(iters, dtype=np.int64)
         self.optimality_residual_ = float(max(residuals))
         reset_forgetting(self, X.shape[0])
+        self.certificate_ = None
+        if certified is not None:
+            rows = np.arange(X.shape[0])
+            budget = certified.budget(len(objectives))
+            res = [summed_residual(o, t, rows) for o, t in zip(objectives, thetas)]
+            if max(res) > budget:
+                raise ValueError(
+                    f"the fit is not converged enough to certify removal: its gradient "
+                    f"residual {max(res):.3g} exceeds the budget {budget:.3g}. Use "
+                    "solver='exact', a smaller tol, or more noise."
+                )
+            self.certificate_ = {"budget": budget, "residual": res,
+                                 "spent": max(res) / budget, "n_retrains": 0}
         return self
 
     def _set_thetas(self, thetas):
@@ -207,6 +232,34 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                 f"y must be 1-D with one entry per row of X ({X.shape[0]}), got shape {y.shape}."
             )
         return X, y
+
+    # ---- certified removal ------------------------------------------------------
+    def _certify(self, thetas, states, remaining, records, template):
+        """Check the forget's gradient residual against the certified budget."""
+        if getattr(self, "certificate_", None) is None:
+            return thetas, states, None
+        cert = dict(self.certificate_)
+        objectives = self._objectives
+        res = [summed_residual(o, t, remaining) for o, t in zip(objectives, thetas)]
+        spent, over = check_budget(self.certified, res, cert["budget"])
+        if over:
+            thetas = [o.refit(remaining, theta0=t) for o, t in zip(objectives, thetas)]
+            states = [clone(template).prepare(o, t, remaining)
+                      for o, t in zip(objectives, thetas)]
+            res = [summed_residual(o, t, remaining) for o, t in zip(objectives, thetas)]
+            spent = max(res) / cert["budget"]
+            cert["n_retrains"] += 1
+        cert.update(residual=res, spent=spent)
+        records[-1].update(certified_residual=max(res), budget_spent=spent,
+                           certified_retrain=bool(over))
+        return thetas, states, cert
+
+    def _retrain_exact(self):
+        """A copy re-solved exactly on the remaining rows, same objective (noise included)."""
+        new = copy.deepcopy(self)
+        rows = np.flatnonzero(new._kept_mask())
+        new._set_thetas([obj.refit(rows) for obj in new._objectives])
+        return new
 
     # ---- hooks of ForgetMixin ---------------------------------------------------
     def _forget_objectives(self):

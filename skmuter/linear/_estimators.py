@@ -7,6 +7,7 @@ from scipy.special import expit
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 
+from ..certified import CertifiedRemoval
 from ._base import BaseAdversarialLinear
 
 _PARAMS_DOC = """
@@ -175,6 +176,20 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
         + _PARAMS_DOC
         + _ATTRS_DOC
         + """
+    certified : CertifiedRemoval, default=None
+        Certified removal (Guo et al., 2020): perturb the objective with random
+        noise drawn from ``random_state`` at fit, and check the gradient
+        residual of every forget against the budget (see
+        :mod:`skmuter.certified`). Needs ``alpha > 0``.
+
+    Attributes
+    ----------
+    certificate_ : dict or None
+        With ``certified``: ``budget`` (largest allowed gradient residual of
+        the summed objective, per problem), ``residual`` (the current one, per
+        problem), ``spent`` (largest residual over budget; at most 1 while
+        certified) and ``n_retrains`` (exact re-solves forced by the budget).
+
     See Also
     --------
     AdversarialRidgeClassifier : squared loss on +-1 targets.
@@ -196,6 +211,33 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
     )
 
     _loss = "logistic"
+
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
+        **BaseAdversarialLinear._parameter_constraints,
+        "certified": [CertifiedRemoval, None],
+    }
+
+    def __init__(
+        self,
+        attack="pgd",
+        alpha=1e-4,
+        fit_intercept=True,
+        solver="exact",
+        max_iter=None,
+        tol=1e-10,
+        learning_rate=0.01,
+        batch_size=128,
+        forgetter="muter",
+        random_state=None,
+        verbose=0,
+        certified=None,
+    ):
+        super().__init__(
+            attack=attack, alpha=alpha, fit_intercept=fit_intercept, solver=solver,
+            max_iter=max_iter, tol=tol, learning_rate=learning_rate, batch_size=batch_size,
+            forgetter=forgetter, random_state=random_state, verbose=verbose,
+        )
+        self.certified = certified
 
     def predict_proba(self, X):
         """Class probabilities (one-vs-rest scores normalised for multiclass).

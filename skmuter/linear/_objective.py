@@ -76,9 +76,16 @@ class LinearObjective:
     fit_intercept : bool
     tol, max_iter : float, int or None
         Settings of the exact solver used by :meth:`refit`.
+    noise : ndarray of shape (n_params,), optional
+        Linear term ``b`` of objective perturbation (certified removal): the
+        summed objective over ``m`` rows gains ``b . theta``, the mean one
+        ``b . theta / m``. It enters the values, the solvers and the
+        optimality residual, never the per-row gradients and curvatures that
+        the forgetters take away.
     """
 
-    def __init__(self, X, y, loss, threat, alpha, fit_intercept, tol=1e-10, max_iter=None):
+    def __init__(self, X, y, loss, threat, alpha, fit_intercept, tol=1e-10, max_iter=None,
+                 noise=None):
         self.X = X
         self.tol = tol
         self.max_iter = max_iter
@@ -89,6 +96,11 @@ class LinearObjective:
         self.fit_intercept = bool(fit_intercept)
         self.n_features = X.shape[1]
         self.n_params = self.n_features + int(self.fit_intercept)
+        if noise is not None and self.loss.name != "logistic":
+            # The squared loss's kinks (ties of its two worst cases) are solved
+            # through gradients that do not carry a linear term.
+            raise ValueError("objective perturbation is implemented for the logistic loss only.")
+        self.noise = None if noise is None else np.asarray(noise, dtype=np.float64)
 
     # ---- parameters --------------------------------------------------------
     def split(self, theta):
@@ -278,6 +290,8 @@ class LinearObjective:
         for r in _chunks(rows, self.n_features):
             z, _, _, _ = self.points(theta, r, wcols=np.arange(0))
             total += self.loss.value(z, self.y[r]).sum()
+        if self.noise is not None:
+            total += float(self.noise @ theta)
         return total / len(rows) + 0.5 * self.alpha * float(w @ w)
 
     def per_sample_grads(self, theta, rows, points="adversarial", cols=None, force_s=None):
@@ -318,6 +332,8 @@ class LinearObjective:
             ties = self.tie_state(theta, rows)
         if not (self.threat.norm == "inf" and self.threat.epsilon > 0):
             g = self.grad_sum(theta, rows, ties=ties) / m
+            if self.noise is not None:
+                g = g + self.noise / m
             if self.threat.epsilon > 0 and not np.any(w):
                 # At w = 0 the shift eps ||w||_2 contributes c * u for any unit-ball
                 # u, with c = eps * mean(s_i * loss'_i): keep the smallest element.
@@ -345,6 +361,9 @@ class LinearObjective:
             A += a
             B += bb
             gb += g1.sum()
+        if self.noise is not None:
+            xtg += self.noise[:d]
+            gb += self.noise[d] if self.fit_intercept else 0.0
         gp = (xtg + A) / m + self.alpha * w  # d/dw+ (w_j > 0 side)
         gm = (-xtg + B) / m - self.alpha * w  # d/dw- (w_j < 0 side)
         res = min_norm_subgradient(gp, gm, w)

@@ -42,6 +42,7 @@ def _linf_split_problem(obj, rows):
     bound = obj.threat.bind(X, compress=X.size > 1_000_000)
     X = _maybe_sparse(X)
     loss, alpha, d, m = obj.loss, obj.alpha, obj.n_features, len(rows)
+    noise = obj.noise
 
     def fun(v):
         wp, wm = v[:d], v[d : 2 * d]
@@ -58,7 +59,14 @@ def _linf_split_problem(obj, rows):
         grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
         if obj.fit_intercept:
             grad.append([g1.sum()])
-        return f, np.concatenate(grad)
+        grad = np.concatenate(grad)
+        if noise is not None:
+            theta = np.concatenate([w, v[2 * d :]])
+            f += float(noise @ theta) / m
+            grad[:d] += noise[:d] / m
+            grad[d : 2 * d] -= noise[:d] / m
+            grad[2 * d :] += noise[d:] / m
+        return f, grad
 
     return fun
 
@@ -82,8 +90,11 @@ def _smooth_problem(obj, rows):
         gw = g1 @ X + alpha * w
         if bound is not None:
             gw += bound.deltaT_dot(w, s, g1)
-        grad = [gw, [g1.sum()]] if obj.fit_intercept else [gw]
-        return f, np.concatenate(grad)
+        grad = np.concatenate([gw, [g1.sum()]] if obj.fit_intercept else [gw])
+        if obj.noise is not None:
+            f += float(obj.noise @ theta) / m
+            grad += obj.noise / m
+        return f, grad
 
     return fun
 
@@ -241,8 +252,9 @@ def _zero_model(obj, theta, rows):
         return zero
     y = obj.y[rows]
     b = float(theta[-1])
+    shift = 0.0 if obj.noise is None else obj.noise[-1] / len(y)
     for _ in range(50):
-        g = float(np.mean(obj.loss.d1(np.full(len(y), b), y)))
+        g = float(np.mean(obj.loss.d1(np.full(len(y), b), y))) + shift
         h = float(np.mean(obj.loss.d2(np.full(len(y), b), y)))
         if h <= 0 or abs(g) < 1e-15:
             break
@@ -286,5 +298,7 @@ def solve_sgd(obj, attack, rows=None, theta0=None, max_iter=None, learning_rate=
             grad[:d] = g1 @ Xa + obj.alpha * w
             if obj.fit_intercept:
                 grad[d] = g1.sum()
+            if obj.noise is not None:
+                grad += obj.noise / len(rows)
             theta = theta - learning_rate * grad
     return theta, epochs, obj.kkt_residual(theta, rows)
