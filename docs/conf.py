@@ -72,7 +72,7 @@ exclude_patterns += [f"{page}.rst" for page in OPTIONAL_API if page not in AVAIL
 
 def _api_toctree() -> str:
     pages = ["api/estimators", "api/forgetters", "api/attacks", "api/metrics",
-             "api/pipeline", "api/linear", *AVAILABLE_API]
+             "api/pipeline", "api/certified", "api/linear", *AVAILABLE_API]
     entries = "\n".join(f"   {page.removeprefix('api/')}" for page in pages)
     return f".. toctree::\n   :maxdepth: 2\n\n{entries}\n"
 

@@ -227,7 +227,7 @@ def test_forget_report_fields(fitted, digits17):
 
 
 def test_fisher_is_damped_and_warns_only_when_needed(fitted):
-    with pytest.warns(ForgetWarning) if False else _no_warning():
+    with _no_warning():
         copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=1e-3)).forget([1])
 
 
