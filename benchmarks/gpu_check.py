@@ -97,7 +97,7 @@ def main(argv=None):
     echo = lambda s: print(s, flush=True)
     if args.data:
         X, y, Xt, yt = load_mnist(args.data)
-        run(X, y, Xt, yt, device="cuda", names=["muter", "newton-delta", "newton", "retrain"],
+        run(X, y, Xt, yt, device="cuda", names=["muter", "newton-delta", "newton"],
             echo=echo)
     cifar_run(args.n_cifar, echo=echo)
 

@@ -40,7 +40,8 @@ _PARAMS_DOC = """
     forgetter : str or forgetter object, default='muter'
         Unlearning method used by :meth:`forget` (see :mod:`skmuter.forgetters`).
     random_state : int, RandomState instance or None, default=None
-        Seed of ``'sgd'`` (shuffling and random starts).
+        Seed of ``'sgd'`` (shuffling and random starts) and of the noise of
+        certified removal, where offered.
     verbose : int, default=0
         Show a progress bar for ``'sgd'``.
 """
@@ -174,17 +175,14 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
     changes the arg-max.
     """
         + _PARAMS_DOC
-        + _ATTRS_DOC
-        + """
-    certified : CertifiedRemoval, default=None
+        + """    certified : CertifiedRemoval, default=None
         Certified removal (Guo et al., 2020): perturb the objective with random
         noise drawn from ``random_state`` at fit, and check the gradient
         residual of every forget against the budget (see
         :mod:`skmuter.certified`). Needs ``alpha > 0``.
-
-    Attributes
-    ----------
-    certificate_ : dict or None
+"""
+        + _ATTRS_DOC
+        + """    certificate_ : dict or None
         With ``certified``: ``budget`` (largest allowed gradient residual of
         the summed objective, per problem), ``residual`` (the current one, per
         problem), ``spent`` (largest residual over budget; at most 1 while
