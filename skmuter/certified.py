@@ -20,9 +20,11 @@ bounds of successive requests. skmuter computes the residual itself, the
 quantity those bounds bound: one pass over the remaining rows (the same cost
 as the data-dependent bound), no Lipschitz constants, and it covers every
 request since the last exact solve (the forgetters linearise at the fitted
-model, so the residual of the current model *is* the accumulated one). Its
-value and the share of the budget it spends are logged with every request;
-when a request would spend more than the budget, ``on_spent`` decides.
+model, so the residual of the current model *is* the accumulated one). It is
+checked at the end of every ``forget`` or ``partial_forget`` call, on the
+parameters that call would publish; its value and the share of the budget it
+spends are logged with the call's last request, and when it exceeds the budget
+``on_spent`` decides.
 
 One-vs-rest problems each get their own noise and the budget
 ``(epsilon / K, delta / K)``, so that the ``K`` released weight vectors

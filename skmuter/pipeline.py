@@ -653,6 +653,8 @@ class ForgetPipeline(Pipeline):
                     if obj.kkt_residual(theta, kept_rows) <= tol:
                         break
                     g = obj.grad_sum(theta, kept_rows, cols=cols)
+                    if obj.noise is not None:  # certified removal's linear term
+                        g = g + obj.noise[cols]
                     H = obj.hessian_sum(theta, kept_rows, kind="total", cols=cols)
                     theta[cols] -= solve_dense(H, g)[0]
                 if obj.kkt_residual(theta, kept_rows) > _REFIT_FACTOR * tol:
@@ -661,6 +663,8 @@ class ForgetPipeline(Pipeline):
                     theta = obj.refit(kept_rows, theta0=theta)
             out.append(theta)
         final._set_thetas(out)
+        if getattr(final, "certificate_", None) is not None:
+            final._update_certificate(kept_rows)
         template = final.forgetter_
         final._forgetter_states = [
             clone(template).prepare(obj, theta, kept_rows)

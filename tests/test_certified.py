@@ -186,3 +186,20 @@ def test_uncertified_model_has_no_certificate(data):
         warnings.simplefilter("ignore", ForgetWarning)
         est.forget([1, 2])
     assert "budget_spent" not in est.forget_log_[-1]
+
+
+def test_pipeline_with_a_forgetting_scaler_keeps_the_certificate_true():
+    from skmuter.pipeline import ForgettingStandardScaler, make_forget_pipeline
+
+    X, y = load_digits(n_class=2, return_X_y=True)
+    pipe = make_forget_pipeline(ForgettingStandardScaler(), make()).fit(X, y)
+    pipe.forget([1, 2, 3])
+    est = pipe[-1]
+    assert est.forget_log_[-1]["rescaled"]
+    kept = np.setdiff1d(np.arange(len(y)), [1, 2, 3])
+    obj = est.training_objective()[0]
+    theta = np.concatenate([est.coef_[0], est.intercept_])
+    measured = len(kept) * np.linalg.norm(obj.kkt_vector(theta, kept))
+    # re-expressed on the new features and re-solved with the noise term kept
+    assert est.certificate_["residual"][0] == pytest.approx(measured)
+    assert est.certificate_["spent"] < 1e-3

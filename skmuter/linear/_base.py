@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import numbers
+import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._forgetting import ForgetMixin, reset_forgetting
@@ -159,6 +160,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                     f"residual {max(res):.3g} exceeds the budget {budget:.3g}. Use "
                     "solver='exact', a smaller tol, or more noise."
                 )
+            self._certified = clone(certified)
             self.certificate_ = {"budget": budget, "residual": res,
                                  "spent": max(res) / budget, "n_retrains": 0}
         return self
@@ -241,7 +243,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         cert = dict(self.certificate_)
         objectives = self._objectives
         res = [summed_residual(o, t, remaining) for o, t in zip(objectives, thetas)]
-        spent, over = check_budget(self.certified, res, cert["budget"])
+        spent, over = check_budget(self._certified, res, cert["budget"])
+        t0 = time.perf_counter()
         if over:
             thetas = [o.refit(remaining, theta0=t) for o, t in zip(objectives, thetas)]
             states = [clone(template).prepare(o, t, remaining)
@@ -251,8 +254,21 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             cert["n_retrains"] += 1
         cert.update(residual=res, spent=spent)
         records[-1].update(certified_residual=max(res), budget_spent=spent,
-                           certified_retrain=bool(over))
+                           certified_retrain=bool(over),
+                           certified_retrain_time=time.perf_counter() - t0 if over else 0.0)
         return thetas, states, cert
+
+    def _update_certificate(self, remaining):
+        """Re-measure the certificate after the parameters moved outside a forgetter
+        (a pipeline re-expressing them on new features)."""
+        res = [summed_residual(o, t, remaining)
+               for o, t in zip(self._objectives, self._get_thetas())]
+        spent = max(res) / self.certificate_["budget"]
+        if spent > 1:
+            raise RuntimeError(f"re-expressed parameters spend {spent:.2f} times the "
+                               "certified-removal budget")  # the pipeline restores all
+        self.certificate_ = dict(self.certificate_, residual=res, spent=spent)
+        self.forget_log_[-1].update(certified_residual=max(res), budget_spent=spent)
 
     def _retrain_exact(self):
         """A copy re-solved exactly on the remaining rows, same objective (noise included)."""
