@@ -152,11 +152,20 @@ def test_clone_and_nested_attack_params():
     ({"forget_params": ["nope"]}, "nope"),
     ({"attack": PGD(epsilon=0.1, step_size=0.5)}, "step_size"),
     ({"criterion": torch.nn.NLLLoss}, "CrossEntropyLoss"),
+    ({"polish_max_iter": 0}, "polish_max_iter"),
+    ({"polish_max_iter": True}, "polish_max_iter"),
 ])
 def test_bad_settings_raise(digits, bad, match):
     X, y = digits
     with pytest.raises((ValueError, TypeError), match=match):
         make_net(max_epochs=1, **bad).fit(X, y)
+
+
+def test_polish_iterations_are_capped(digits):
+    X, y = digits
+    net = make_net(max_epochs=1, polish_max_iter=3).fit(X, y)
+    assert 1 <= net.polish_info_["n_iter"] <= 3
+    assert net.retrain().retrain_info_["n_iter"] <= 3
 
 
 def test_inputs_outside_the_box_raise(digits):

@@ -89,6 +89,12 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         seed give the same model. The global torch generator is left as it was.
     polish : bool, default=True
         Solve for the forgotten parameters exactly after training.
+    polish_max_iter : int, default=300
+        Most L-BFGS iterations of the polish and of :meth:`retrain`. Each
+        iteration re-runs the attack on every training row; under a
+        sign-step attack the solve stops at a jump of the objective long
+        before this (see :meth:`retrain`), and the cap bounds the time when it
+        does not.
     max_dense_params : int, default=2048
         Curvature over at most this many forgotten parameters is a dense
         matrix factorised once; above, forgetters run matrix-free (CG).
@@ -160,6 +166,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         forgetter="muter",
         random_state=None,
         polish=True,
+        polish_max_iter=300,
         max_dense_params=2048,
         criterion=torch.nn.CrossEntropyLoss,
         train_split=None,
@@ -174,6 +181,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         self.forgetter = forgetter
         self.random_state = random_state
         self.polish = polish
+        self.polish_max_iter = polish_max_iter
         self.max_dense_params = max_dense_params
 
     def set_params(self, **params):
@@ -199,6 +207,10 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         if not isinstance(self.forgetter, (str, Forgetter)):
             raise TypeError("forgetter must be a name or a skmuter.forgetters.Forgetter, got "
                             f"{type(self.forgetter).__name__}.")
+        if (not isinstance(self.polish_max_iter, numbers.Integral)
+                or isinstance(self.polish_max_iter, bool) or self.polish_max_iter < 1):
+            raise ValueError("polish_max_iter must be a positive integer, got "
+                             f"{self.polish_max_iter!r}.")
         if not isinstance(self.max_dense_params, numbers.Integral) or self.max_dense_params < 0:
             raise ValueError("max_dense_params must be a non-negative integer, got "
                              f"{self.max_dense_params!r}.")
@@ -428,7 +440,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
                 self.module_, self.forget_names_, self._train_X, self._train_y, threat,
                 self.alpha, seed=0 if self.random_state is None else int(self.random_state),
                 theta_init=self._theta_init, device=self.device,
-                dense_max=self.max_dense_params,
+                dense_max=self.max_dense_params, refit_max_iter=self.polish_max_iter,
             )
         return self._objective_
 
