@@ -340,6 +340,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        if "certified" in self._get_param_names():
+            state.setdefault("certified", None)  # pickled before the parameter existed
         super().__setstate__(state)
         for obj in self.__dict__.get("_objectives", ()):
             obj.X = self._X

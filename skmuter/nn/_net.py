@@ -636,6 +636,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         return state
 
     def __setstate__(self, state):
+        state.setdefault("polish_max_iter", 300)  # pickled before the parameter existed
         super().__setstate__(state)
         if "attack_" in self.__dict__ and getattr(self, "_train_X", None) is not None:
             self._threat = TorchThreat(self.attack_, self._train_X.shape[1:], device=self.device)
