@@ -22,9 +22,10 @@ as the data-dependent bound), no Lipschitz constants, and it covers every
 request since the last exact solve (the forgetters linearise at the fitted
 model, so the residual of the current model *is* the accumulated one). It is
 checked at the end of every ``forget`` or ``partial_forget`` call, on the
-parameters that call would publish; its value and the share of the budget it
-spends are logged with the call's last request, and when it exceeds the budget
-``on_spent`` decides.
+parameters that call would publish. When it exceeds the budget ``on_spent``
+decides. The call's last record in ``forget_log_`` gets ``proposed_residual``
+(the forgetter's result), ``certified_residual`` and ``budget_spent`` (of the
+published parameters), ``certified_retrain`` and ``certified_retrain_time``.
 
 One-vs-rest problems each get their own noise and the budget
 ``(epsilon / K, delta / K)``, so that the ``K`` released weight vectors

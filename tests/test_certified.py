@@ -103,6 +103,7 @@ def test_spent_budget_retrains_exactly_and_forgetting_goes_on(data):
     est = make(noise=0.01).fit(X, y)
     est.forget(np.arange(20))
     assert est.certificate_["n_retrains"] == 1 and est.forget_log_[-1]["certified_retrain"]
+    assert est.forget_log_[-1]["proposed_residual"] > est.certificate_["budget"]
     assert est.certificate_["spent"] < 1e-3
     assert parameter_distance(est, retrain(est)) < 1e-7
     est.forget(np.arange(20, 23))  # the forgetter was re-linearised at the new optimum

@@ -121,3 +121,10 @@ def test_mnist_b_example_on_a_tiny_fake_file(tmp_path, monkeypatch, capsys):
                                 "1,2", "--repeats", "1"], monkeypatch)
     assert "Efficiency" in capsys.readouterr().out
     assert (out / "mnist-b_logistic_effectiveness.png").is_file()
+
+
+def test_certified_removal_example(monkeypatch, capsys):
+    _run_example("certified_removal.py", [], monkeypatch)
+    out = capsys.readouterr().out
+    assert "budget spent" in out
+    assert "re-solved exactly" in out  # the small noise runs out of budget

@@ -243,6 +243,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         cert = dict(self.certificate_)
         objectives = self._objectives
         res = [summed_residual(o, t, remaining) for o, t in zip(objectives, thetas)]
+        proposed = max(res)
         spent, over = check_budget(self._certified, res, cert["budget"])
         t0 = time.perf_counter()
         if over:
@@ -253,7 +254,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             spent = max(res) / cert["budget"]
             cert["n_retrains"] += 1
         cert.update(residual=res, spent=spent)
-        records[-1].update(certified_residual=max(res), budget_spent=spent,
+        records[-1].update(proposed_residual=proposed, certified_residual=max(res),
+                           budget_spent=spent,
                            certified_retrain=bool(over),
                            certified_retrain_time=time.perf_counter() - t0 if over else 0.0)
         return thetas, states, cert
