@@ -595,7 +595,23 @@ class NetObjective:
         m = len(rows)
 
         def fun(th):
-            return self._fixed_fun(self._worst_inputs(th, rows), th, m)
+            # chunk by chunk: the attacked inputs of all rows are never held at once
+            t = self._t(th)
+            total = 0.0
+            g = torch.zeros_like(t)
+            for chunk in _chunks(rows, self.batch_size):
+                xa = self.attack_rows(t, chunk)
+                if self.head is not None:
+                    with torch.no_grad():
+                        inp, on_head = self._capture(xa), True
+                else:
+                    inp, on_head = xa.detach(), False
+                tt = t.clone().requires_grad_(True)
+                loss = self._loss_sum(tt, inp, self._y(chunk), on_head)
+                g += torch.autograd.grad(loss, tt)[0]
+                total += float(loss.detach())
+            f = total / m + 0.5 * self.alpha * float(t @ t)
+            return f, (g / m + self.alpha * t).cpu().numpy()
 
         res = minimize(fun, theta, jac=True, method="L-BFGS-B",
                        options={"maxiter": self.refit_max_iter, "maxcor": 30,
@@ -603,31 +619,6 @@ class NetObjective:
         self.refit_info_ = {"n_iter": int(res.nit), "gradient_norm": float(np.linalg.norm(res.jac)),
                             "message": str(res.message)}
         return res.x
-
-    def _worst_inputs(self, theta, rows):
-        """Per chunk: (model inputs at the worst cases of ``theta``, labels, on_head)."""
-        theta_t = self._t(theta)
-        out = []
-        for chunk in _chunks(rows, self.batch_size):
-            xa = self.attack_rows(theta_t, chunk)
-            if self.head is not None:
-                with torch.no_grad():
-                    out.append((self._capture(xa), self._y(chunk), True))
-            else:
-                out.append((xa.detach(), self._y(chunk), False))
-        return out
-
-    def _fixed_fun(self, inputs, theta, m):
-        t = self._t(theta)
-        total = 0.0
-        g = torch.zeros_like(t)
-        for inp, y, on_head in inputs:
-            tt = t.clone().requires_grad_(True)
-            loss = self._loss_sum(tt, inp, y, on_head)
-            g += torch.autograd.grad(loss, tt)[0]
-            total += float(loss.detach())
-        f = total / m + 0.5 * self.alpha * float(t @ t)
-        return f, (g / m + self.alpha * t).cpu().numpy()
 
 
 def _frozen_copy(module, device, dtype):
