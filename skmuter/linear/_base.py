@@ -151,9 +151,9 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         reset_forgetting(self, X.shape[0])
         self.certificate_ = None
         if certified is not None:
-            rows = np.arange(X.shape[0])
             budget = certified.budget(len(objectives))
-            res = [summed_residual(o, t, rows) for o, t in zip(objectives, thetas)]
+            # the solvers' residuals are those of the mean perturbed objective
+            res = [X.shape[0] * r for r in residuals]
             if max(res) > budget:
                 raise ValueError(
                     f"the fit is not converged enough to certify removal: its gradient "
