@@ -43,15 +43,18 @@ import numpy as np
 import torch
 
 from skmuter import AdversarialNet
-from skmuter.attacks import PGD
+from skmuter.attacks import PGD, Penalized
 from skmuter.forgetters import ForgetWarning
 from skmuter.metrics import parameter_distance, residual_fraction
 from skmuter.nn import paper_muter
 
 
+ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "softplus": torch.nn.Softplus}
+
+
 class Body(torch.nn.Sequential):
-    def __init__(self, hidden=64, n_in=784):
-        super().__init__(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(),
+    def __init__(self, hidden=64, n_in=784, activation="relu"):
+        super().__init__(torch.nn.Linear(n_in, hidden), ACTIVATIONS[activation](),
                          torch.nn.Linear(hidden, 10))
 
 
@@ -79,10 +82,10 @@ DEFAULT_NAMES = ["muter", "muter-paper", "newton-delta", "newton", "influence-de
                  "fisher-delta"]
 
 
-def fit_models(X, y, n_train, n_body, attack, device, seed, epochs, alpha):
+def fit_models(X, y, n_train, n_body, attack, device, seed, epochs, alpha, activation="relu"):
     body_rows = slice(n_train, n_train + n_body)
     t0 = time.perf_counter()
-    body = AdversarialNet(Body, attack=attack, max_epochs=epochs, lr=0.05, batch_size=128,
+    body = AdversarialNet(Body, module__activation=activation, attack=attack, max_epochs=epochs, lr=0.05, batch_size=128,
                           polish=False, random_state=seed, device=device, verbose=0)
     body.fit(X[body_rows], y[body_rows])
     head = AdversarialNet(body.module_, attack=attack, train_params="forget", alpha=alpha,
@@ -94,11 +97,18 @@ def fit_models(X, y, n_train, n_body, attack, device, seed, epochs, alpha):
 
 def run(X, y, Xt, yt, n_train=3000, n_body=10000, n_test=1000, device="cpu", seed=0,
         epochs=5, alpha=1e-3, neumann_order=10, sizes=None, names=None, epsilon=0.1,
-        echo=print):
-    attack = PGD(epsilon=epsilon, step_size=epsilon / 4, n_steps=7, clip=(0, 1),
-                 random_state=seed)
-    net, fit_time = fit_models(X, y, n_train, n_body, attack, device, seed, epochs, alpha)
+        attack="pgd", gamma=10.0, activation=None, echo=print):
+    if attack == "penalized":
+        attack = Penalized(gamma=gamma)
+        activation = activation or "tanh"
+    else:
+        attack = PGD(epsilon=epsilon, step_size=epsilon / 4, n_steps=7, clip=(0, 1),
+                     random_state=seed)
+        activation = activation or "relu"
+    net, fit_time = fit_models(X, y, n_train, n_body, attack, device, seed, epochs, alpha,
+                               activation)
     Xt, yt = Xt[:n_test], yt[:n_test]
+    echo(f"attack={attack!r} body={activation}")
     echo(f"device={device} n_train={n_train} fit {fit_time:.1f}s; polish gradient "
          f"{net.polish_info_['gradient_norm']:.2e}; clean {net.score(Xt, yt):.3f} robust "
          f"{net.robust_score(Xt, yt):.3f}")
@@ -165,6 +175,13 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=1e-3)
     parser.add_argument("--epsilon", type=float, default=0.1,
                         help="l_inf radius of the attack (0: no attack, exact reference)")
+    parser.add_argument("--attack", choices=["pgd", "penalized"], default="pgd",
+                        help="pgd: l_inf PGD as in the paper; penalized: the penalised l_2 "
+                             "attack (unique worst case, exact reference)")
+    parser.add_argument("--gamma", type=float, default=10.0,
+                        help="price of the penalised attack (smaller: stronger)")
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None,
+                        help="body activation (default relu for pgd, tanh for penalized)")
     parser.add_argument("--neumann-order", type=int, default=10,
                         help="order k of muter-paper (the paper uses 100)")
     parser.add_argument("--device", default="cpu")
@@ -185,7 +202,7 @@ def main(argv=None):
     run(X, y, Xt, yt, n_train=args.n_train, n_body=args.n_body, device=args.device,
         seed=args.seed, epochs=args.epochs, alpha=args.alpha,
         neumann_order=args.neumann_order, epsilon=args.epsilon,
-        names=names)
+        attack=args.attack, gamma=args.gamma, activation=args.activation, names=names)
 
 
 if __name__ == "__main__":

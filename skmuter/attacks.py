@@ -25,7 +25,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-__all__ = ["FGSM", "PGD", "BoundThreat", "Threat", "resolve_attack"]
+__all__ = ["FGSM", "PGD", "BoundThreat", "Penalized", "Threat", "resolve_attack"]
 
 DEFAULT_EPSILON = 0.1
 
@@ -236,6 +236,143 @@ class FGSM(_Attack):
 
     def _step_size(self):
         return float(self.epsilon if self.step_size is None else self.step_size)
+
+
+class Penalized(_Attack):
+    """Penalised l_2 attack (Sinha, Namkoong and Duchi, 2018): a unique worst case.
+
+    Instead of a hard ball, the perturbation pays ``gamma / 2 * ||delta||^2``:
+
+        delta(theta) = argmax_delta  loss(theta; x + delta) - gamma / 2 ||delta||^2,
+
+    optionally inside the input box ``clip``. The adversarial objective is
+    ``loss(theta; x + delta) - gamma / 2 ||delta||^2`` at that maximiser (the
+    penalty has no gradient in ``theta``). When ``gamma`` exceeds the largest
+    curvature of the loss in the input, the inner problem is strongly concave:
+    its maximiser is unique and moves smoothly with ``theta``, so the robust
+    objective is smooth, an exact retrain can be solved to any precision, and
+    the total Hessian of MUter is exactly the Hessian of the robust objective.
+    Hard-ball attacks (:class:`PGD`, :class:`FGSM`) give none of these on a
+    network: their worst cases jump between local maxima or are piecewise
+    constant in ``theta``. Smaller ``gamma`` means a stronger attack.
+
+    Supported by :class:`~skmuter.nn.AdversarialNet` (use a smooth body: tanh,
+    softplus, GELU; a ReLU body has no curvature to make ``gamma`` meaningful).
+    The linear estimators reject it: their worst cases are exact already.
+
+    Parameters
+    ----------
+    gamma : float, default=1.0
+        Price of the perturbation, ``> 0``.
+    n_steps : int, default=200
+        Most ascent steps; the ascent stops earlier once every row's step is
+        below ``tol`` (relative to ``1 + ||delta||``).
+    tol : float, default=1e-10
+        Convergence tolerance of the ascent (raised to the precision of the
+        input's dtype, e.g. about 1e-5 for float32 training batches).
+    step_size : float, default=None
+        Ascent step ``delta += step_size * (grad - gamma * delta)``; ``None``
+        means ``1 / gamma`` (the fixed-point iteration ``delta = grad / gamma``).
+    clip : None or (low, high), default=None
+        Bounds of the input domain (projected ascent).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter.attacks import Penalized
+    >>> X = np.zeros((1, 2)); y = np.array([1.0])
+    >>> w = np.array([2.0, -1.0])   # a linear loss: the worst case is w / gamma
+    >>> Penalized(gamma=4.0).perturb(X, y, lambda Xa, ya: np.tile(w, (len(Xa), 1)))
+    array([[ 0.5 , -0.25]])
+    """
+
+    random_start = False
+    random_state = None
+
+    def __init__(self, gamma=1.0, n_steps=200, tol=1e-10, step_size=None, clip=None):
+        self.gamma = gamma
+        self.n_steps = n_steps
+        self.tol = tol
+        self.step_size = step_size
+        self.clip = clip
+
+    def _gamma(self):
+        g = self.gamma
+        if isinstance(g, bool) or not isinstance(g, numbers.Real) or not np.isfinite(g) \
+                or g <= 0:
+            raise ValueError(f"gamma must be a finite number > 0, got {g!r}.")
+        return float(g)
+
+    def _n_steps(self):
+        if not isinstance(self.n_steps, numbers.Integral) or isinstance(self.n_steps, bool) \
+                or self.n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {self.n_steps!r}.")
+        return int(self.n_steps)
+
+    def _tol(self):
+        t = self.tol
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not np.isfinite(t) \
+                or t <= 0:
+            raise ValueError(f"tol must be a finite number > 0, got {t!r}.")
+        return float(t)
+
+    def _step_size(self):
+        if self.step_size is None:
+            return 1.0 / self._gamma()
+        s = self.step_size
+        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not np.isfinite(s) \
+                or s <= 0:
+            raise ValueError(f"step_size must be a finite number > 0, got {s!r}.")
+        return float(s)
+
+    def threat(self, n_features: int | None = None) -> Threat:
+        """The input box of the attack as a :class:`Threat` (no ball: ``epsilon=inf``).
+
+        Parameters
+        ----------
+        n_features : int, optional
+            Number of input features, used to check per-feature ``clip`` bounds.
+        """
+        threat = Threat(0.0, 2, self.clip, n_features)
+        threat.epsilon = float("inf")
+        return threat
+
+    def _check(self, n_features):
+        self._gamma()
+        self._n_steps()
+        self._tol()
+        return self.threat(n_features), self._step_size()
+
+    def perturb(self, X, y, input_grad):
+        """Return adversarial inputs ``X + delta`` found by the ascent.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Clean inputs (inside ``clip`` when it is set).
+        y : ndarray of shape (n_samples,)
+            Targets, passed through to ``input_grad``.
+        input_grad : callable
+            ``input_grad(X_adv, y)`` returns the gradient of each sample's loss
+            with respect to its input, shape ``(n_samples, n_features)``.
+
+        Returns
+        -------
+        X_adv : ndarray of shape (n_samples, n_features)
+        """
+        X = np.asarray(X, dtype=np.float64)
+        threat, step = self._check(X.shape[1])
+        threat.check_inside(X)
+        gamma, tol = self._gamma(), self._tol()
+        delta = np.zeros_like(X)
+        for _ in range(self._n_steps()):
+            g = np.asarray(input_grad(X + delta, y), dtype=np.float64)
+            new = threat.project(X, delta + step * (g - gamma * delta))
+            change = np.linalg.norm(new - delta, axis=1)
+            delta = new
+            if np.all(change <= tol * (1 + np.linalg.norm(delta, axis=1))):
+                break
+        return X + delta
 
 
 def resolve_attack(attack):

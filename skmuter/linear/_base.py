@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._forgetting import ForgetMixin, reset_forgetting
-from ..attacks import _Attack, resolve_attack
+from ..attacks import Penalized, _Attack, resolve_attack
 from ..certified import check_budget, summed_residual
 from ..forgetters import Forgetter
 from ._objective import LinearObjective
@@ -111,6 +111,11 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             order="C",
         )
         attack = clone(resolve_attack(self.attack))
+        if isinstance(attack, Penalized):
+            raise ValueError(
+                "attack=Penalized(...) is for networks (skmuter.AdversarialNet); a linear "
+                "model's worst case over a ball is exact already: use PGD or FGSM."
+            )
         threat, _ = attack._check(X.shape[1])
         threat.check_inside(X)
         targets = self._encode_targets(y)

@@ -1,7 +1,7 @@
 """Torch implementation of the :mod:`skmuter.attacks` objects.
 
-The same :class:`~skmuter.attacks.PGD` / :class:`~skmuter.attacks.FGSM`
-parameter objects drive the numpy attack of the linear models and this one:
+The same :class:`~skmuter.attacks.PGD` / :class:`~skmuter.attacks.FGSM` /
+:class:`~skmuter.attacks.Penalized` parameter objects drive the numpy attack of the linear models and this one:
 ``attack._check(n_features)`` validates them and returns the threat model and
 step, so both implementations accept and reject exactly the same settings.
 Inputs are batches of any shape ``(n, *input_shape)``; the ball is taken over
@@ -10,8 +10,13 @@ the flattened input of each row.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from ..attacks import Penalized
 
 __all__ = ["TorchThreat", "perturb", "start_noise"]
 
@@ -32,6 +37,9 @@ class TorchThreat:
         n_features = int(np.prod(input_shape))
         self.threat, self.step = attack._check(n_features)
         self.n_steps = attack._n_steps()
+        # Penalised attack: no ball, a price gamma on ||delta||^2 (None otherwise).
+        self.gamma = attack._gamma() if isinstance(attack, Penalized) else None
+        self.tol = attack._tol() if self.gamma is not None else None
         self.random_start = bool(attack.random_start)
         self.epsilon = self.threat.epsilon
         self.norm = self.threat.norm
@@ -43,6 +51,11 @@ class TorchThreat:
                                     device=device, dtype=dtype)
                 return t.reshape(self.input_shape)
             self.low, self.high = as_tensor(self.threat.low), as_tensor(self.threat.high)
+
+    @property
+    def penalized(self) -> bool:
+        """Whether the attack is :class:`~skmuter.attacks.Penalized` (no ball)."""
+        return self.gamma is not None
 
     @property
     def boxed(self) -> bool:
@@ -66,7 +79,7 @@ class TorchThreat:
         """Project perturbations onto the ball, then onto the box around ``X``."""
         if self.norm == "inf":
             delta = delta.clamp(-self.epsilon, self.epsilon)
-        else:
+        elif not self.penalized:
             norms = self._row_norms(delta)
             delta = delta * torch.clamp(self.epsilon / norms.clamp_min(1e-300), max=1.0)
         if self.boxed:
@@ -76,7 +89,7 @@ class TorchThreat:
 
     def free_mask(self, X, delta, tol=1e-7):
         """Coordinates of ``delta`` strictly inside the l_inf ball and the box."""
-        scale = max(self.epsilon, 1e-12)
+        scale = 1.0 if self.penalized else max(self.epsilon, 1e-12)
         free = torch.ones_like(delta, dtype=torch.bool)
         if self.norm == "inf":
             free &= delta.abs() < self.epsilon - tol * scale
@@ -127,6 +140,8 @@ def perturb(threat, X, input_grad, noise=None):
     X_adv : tensor like ``X``
     """
     X = X.detach()
+    if threat.penalized:
+        return _penalized(threat, X, input_grad)
     delta = _start(threat, X, noise)
     for _ in range(threat.n_steps):
         g = input_grad(X + delta).detach()
@@ -136,4 +151,31 @@ def perturb(threat, X, input_grad, noise=None):
             norms = threat._row_norms(g)
             move = torch.where(norms > 0, g / norms.clamp_min(1e-300), torch.zeros_like(g))
         delta = threat.project(X, delta + threat.step * move)
+    return (X + delta).detach()
+
+
+def _penalized(threat, X, input_grad):
+    """Ascent on ``loss(x + delta) - gamma/2 ||delta||^2`` until every row settles.
+
+    Rows stop moving once their step is below ``tol * (1 + ||delta||)``, with
+    ``tol`` raised to the precision of the dtype. Without convergence in
+    float64 (the objective's precision) a ``ConvergenceWarning`` says so:
+    ``gamma`` is then probably below the curvature of the loss in the input.
+    """
+    tol = max(threat.tol, 100 * torch.finfo(X.dtype).eps)
+    delta = torch.zeros_like(X)
+    converged = False
+    for _ in range(threat.n_steps):
+        g = input_grad(X + delta).detach()
+        new = threat.project(X, delta + threat.step * (g - threat.gamma * delta))
+        change = threat._row_norms(new - delta)
+        delta = new
+        if bool((change <= tol * (1 + threat._row_norms(delta))).all()):
+            converged = True
+            break
+    if not converged and X.dtype == torch.float64:
+        warnings.warn(
+            f"the penalised attack did not converge in n_steps={threat.n_steps} steps; "
+            f"gamma={threat.gamma} may be below the curvature of the loss in the input "
+            "(raise gamma or n_steps).", ConvergenceWarning, stacklevel=3)
     return (X + delta).detach()

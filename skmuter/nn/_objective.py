@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, hessian, jacrev, jvp, vmap
 
 from ._attacks import perturb
 
@@ -298,9 +298,16 @@ class NetObjective:
         theta_t = self._t(theta)
         total = 0.0
         with torch.no_grad():
-            for _, inp, y, on_head in self._batches(theta, rows, points):
+            for chunk, inp, y, on_head in self._batches(theta, rows, points):
                 total += float(self._loss_sum(theta_t, inp, y, on_head))
+                if self.threat.penalized and points == "adversarial":
+                    total -= self._price(self.adversarial(theta, chunk), chunk)
         return total / len(rows) + 0.5 * self.alpha * float(theta_t @ theta_t)
+
+    def _price(self, xa, rows):
+        """``gamma/2 sum ||delta_i||^2`` of a penalised attack (its share of ``J``)."""
+        delta = (xa - self._x(rows)).flatten(1)
+        return 0.5 * self.threat.gamma * float((delta * delta).sum())
 
     def grad_sum(self, theta, rows, points="adversarial", cols=None):
         """Sum over ``rows`` of the per-sample gradients (penalty share included)."""
@@ -462,7 +469,10 @@ class NetObjective:
         u = jvp(lambda t: self._delta_grad(t, xa, y), (theta_t,), (v,))[1]
         s, term = u.clone(), u
         for _ in range(k):
-            term = term - jvp(lambda x: self._delta_grad(theta_t, x, y), (xa,), (term,))[1]
+            hv = jvp(lambda x: self._delta_grad(theta_t, x, y), (xa,), (term,))[1]
+            if self.threat.penalized:
+                hv = hv - self.threat.gamma * term  # Hessian of the penalised inner problem
+            term = term - hv
             s = s + term
         return grad(lambda t: (self._delta_grad(t, xa, y) * s).sum())(theta_t)
 
@@ -480,9 +490,13 @@ class NetObjective:
         for chunk in _chunks(missing, self.batch_size):
             for r, C in zip(chunk, self._chunk_factors(theta, theta_t, chunk)):
                 store[int(r)] = C
+        head_rows = [int(r) for r in rows if isinstance(store[int(r)], _HeadFactor)]
+        if head_rows:
+            yield from self._expand_head(theta, theta_t, np.asarray(head_rows, dtype=np.int64),
+                                         store)
         for r in rows:
             C = store[int(r)]
-            if C is not None:
+            if C is not None and not isinstance(C, _HeadFactor):
                 yield C
 
     def _chunk_factors(self, theta, theta_t, chunk):
@@ -492,6 +506,8 @@ class NetObjective:
         delta = xa - x
         free = self.threat.free_mask(x, delta).flatten(1)
         out = [None] * len(chunk)
+        if self.threat.penalized and self.head is not None:
+            return self._head_factors(theta_t, xa, y, free)
         if self.threat.norm == "inf":
             candidates = np.flatnonzero(free.any(dim=1).cpu().numpy())
             if len(candidates) == 0:
@@ -540,9 +556,9 @@ class NetObjective:
         G = hv[:, idx]
         G = 0.5 * (G + G.T)
         Q = torch.eye(k, dtype=self.dtype, device=self.device)
-        mu = 0.0
+        mu = self.threat.gamma if self.threat.penalized else 0.0
         dF = delta[idx]
-        if self.threat.norm == 2 and float(delta.norm()) >= self.threat.epsilon * (1 - 1e-7) \
+        if self.threat.norm == 2 and not self.threat.penalized and float(delta.norm()) >= self.threat.epsilon * (1 - 1e-7) \
                 and float(dF.norm()) > 0:
             # Active sphere: tangent directions only, Lagrange multiplier mu.
             g = dgrad(xa1)[idx]
@@ -567,6 +583,83 @@ class NetObjective:
 
         B = vmap(lambda d: jvp(theta_grad, (xa1,), (d.reshape(xa1.shape),))[1])(dirs)
         return (B / lam[keep].sqrt()[:, None]).T
+
+
+    # ---- penalised attack on a frozen body: the indirect term through the features ----
+    def _features(self, theta_t, x):
+        """Input of the head on ``x``, differentiable in ``x`` (unlike ``_capture``)."""
+        mod = dict(self.module.named_modules())[self._head_name.rstrip(".")]
+        box = []
+        handle = mod.register_forward_hook(lambda m, inp, out: box.append(inp[0]))
+        try:
+            params = dict(self._fixed)
+            params.update(self._unflatten(theta_t))
+            functional_call(self.module, params, (x,))
+        finally:
+            handle.remove()
+        return box[0]
+
+    def _head_factors(self, theta_t, xa, y, free):
+        """Per-row ``L_i`` with ``J_i N_i^+ J_i^T = L_i L_i^T`` (F x r), as ``_HeadFactor``.
+
+        With the head ``z = W phi(x) + b`` on a frozen body, the mixed
+        derivative factors through the features: ``B_i = M_i J_i`` with
+        ``J_i = d phi / d x`` (F x d) and ``M_i = d (grad_theta l) / d phi``
+        (p x F). So ``B_i N_i^+ B_i^T = M_i (J_i N_i^+ J_i^T) M_i^T``: the
+        d x d system ``N_i = gamma I - d_xx l_i`` (free coordinates) is solved
+        once per row for the F columns of ``J_i^T``, and only the F x F matrix
+        is kept; ``M_i`` is rebuilt when the factor is used.
+        """
+        n = len(xa)
+        d = int(np.prod(self.input_shape))
+        gamma = self.threat.gamma
+        per = max(1, int(2 ** 28 // (8 * d * d)))  # rows per dense d x d batch
+        out = []
+
+        def loss1(x, yy):
+            return F.cross_entropy(self.logits(theta_t, x[None]), yy[None])
+
+        def feat1(x):
+            return self._features(theta_t, x[None])[0]
+
+        eye = torch.eye(d, dtype=self.dtype, device=self.device)
+        for start in range(0, n, per):
+            sl = slice(start, start + per)
+            x_c, y_c = xa[sl], y[sl]
+            c = len(x_c)
+            G = vmap(hessian(loss1))(x_c, y_c).reshape(c, d, d)
+            J = vmap(jacrev(feat1))(x_c).reshape(c, -1, d)
+            m = free[sl].reshape(c, d).to(self.dtype)
+            N = (gamma * eye - 0.5 * (G + G.transpose(1, 2))) * m[:, :, None] * m[:, None, :]
+            N = N + torch.diag_embed(1 - m)
+            J = J * m[:, None, :]
+            chol, info = torch.linalg.cholesky_ex(N)
+            for i in range(c):
+                if int(info[i]) == 0:
+                    R = J[i] @ torch.cholesky_solve(J[i].T, chol[i])
+                else:
+                    # not a strict local maximum: keep the directions where it is one
+                    lam, U = torch.linalg.eigh(N[i])
+                    keep = lam > max(1e-8 * float(lam.abs().max()), 1e-12)
+                    JU = J[i] @ U[:, keep]
+                    R = (JU / lam[keep]) @ JU.T
+                lam, U = torch.linalg.eigh(0.5 * (R + R.T))
+                keep = lam > max(1e-12 * float(lam.abs().max()), 0.0)
+                out.append(_HeadFactor(U[:, keep] * lam[keep].sqrt()) if bool(keep.any())
+                           else None)
+        return out
+
+    def _expand_head(self, theta, theta_t, rows, store):
+        """Yield ``C_i = M_i L_i`` (p x r) for rows whose factor is a ``_HeadFactor``."""
+        def head_grad(phi, yy):
+            return grad(lambda t: self._loss_sum(t, phi[None], yy[None], True))(theta_t)
+
+        for chunk in _chunks(rows, self.batch_size):
+            with torch.no_grad():
+                phi = self._capture(self.adversarial(theta, chunk))
+            M = vmap(jacrev(head_grad))(phi, self._y(chunk))
+            for r, Mi in zip(chunk, M):
+                yield Mi @ store[int(r)].L
 
     # ---- exact refit -----------------------------------------------------------
     def refit(self, rows, theta0=None):
@@ -610,6 +703,8 @@ class NetObjective:
                 loss = self._loss_sum(tt, inp, self._y(chunk), on_head)
                 g += torch.autograd.grad(loss, tt)[0]
                 total += float(loss.detach())
+                if self.threat.penalized:
+                    total -= self._price(xa, chunk)
             f = total / m + 0.5 * self.alpha * float(t @ t)
             return f, (g / m + self.alpha * t).cpu().numpy()
 
@@ -619,6 +714,15 @@ class NetObjective:
         self.refit_info_ = {"n_iter": int(res.nit), "gradient_norm": float(np.linalg.norm(res.jac)),
                             "message": str(res.message)}
         return res.x
+
+
+class _HeadFactor:
+    """Cached ``L`` (F x r) of a row's indirect term in feature space."""
+
+    __slots__ = ("L",)
+
+    def __init__(self, L):
+        self.L = L
 
 
 def _frozen_copy(module, device, dtype):
