@@ -62,10 +62,15 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     module : torch.nn.Module class or instance
         The network (returns logits). An instance is used as given, e.g. a
         body pre-trained on other data.
-    attack : {'pgd', 'fgsm'} or skmuter.attacks.PGD / FGSM, default='pgd'
+    attack : {'pgd', 'fgsm'} or skmuter.attacks.PGD / FGSM / Penalized, default='pgd'
         The threat model and attack of adversarial training (the same objects
         as the linear models use; ``attack__epsilon`` in grid searches).
-        ``clip=(0, 1)`` for images.
+        ``clip=(0, 1)`` for images. :class:`~skmuter.attacks.Penalized` (with a
+        smooth body: tanh, softplus, GELU) has a unique worst case that moves
+        smoothly with the parameters: the robust objective is smooth, the
+        polish and :meth:`retrain` converge, and MUter's total Hessian is its
+        exact Hessian. Hard-ball attacks on a network give none of this (see
+        :meth:`retrain`).
     alpha : float, default=1e-4
         Ridge penalty on the forgotten parameters (one share per row).
     forget_params : 'last', 'all' or list of str, default='last'
@@ -473,7 +478,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         ----------
         X : array-like of shape (n_samples, ...)
         y : array-like of shape (n_samples,)
-        attack : PGD or FGSM, default=None
+        attack : PGD, FGSM or Penalized, default=None
 
         Returns
         -------

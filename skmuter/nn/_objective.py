@@ -605,11 +605,109 @@ class NetObjective:
         With the head ``z = W phi(x) + b`` on a frozen body, the mixed
         derivative factors through the features: ``B_i = M_i J_i`` with
         ``J_i = d phi / d x`` (F x d) and ``M_i = d (grad_theta l) / d phi``
-        (p x F). So ``B_i N_i^+ B_i^T = M_i (J_i N_i^+ J_i^T) M_i^T``: the
-        d x d system ``N_i = gamma I - d_xx l_i`` (free coordinates) is solved
-        once per row for the F columns of ``J_i^T``, and only the F x F matrix
-        is kept; ``M_i`` is rebuilt when the factor is used.
+        (p x F). So ``B_i N_i^+ B_i^T = M_i (J_i N_i^+ J_i^T) M_i^T`` with
+        ``N_i = gamma I - G_i`` and ``G_i = d_xx l_i`` on the free coordinates;
+        only the F x F matrix is kept, ``M_i`` is rebuilt when it is used.
+
+        ``G_i`` has low rank when the body starts with a narrow layer (an MLP:
+        at most its width). Its range is found from ``k`` Hessian-vector
+        products with random directions and checked with one more; then
+        ``N_i^+ = (P - Q Q^T) / gamma + Q (gamma I - T)^+ Q^T`` with
+        ``T = Q^T G_i Q``, exactly, with no d x d matrix. Rows whose check
+        fails retry with twice the sketch, and at ``d`` directions fall
+        back to the dense ``d x d`` system.
         """
+        n = len(xa)
+        d = int(np.prod(self.input_shape))
+        feats = self._capture(xa[:1])
+        k = min(d, int(feats.shape[1]) + 16)
+        out = [None] * n
+        todo = np.arange(n)
+        gen = torch.Generator().manual_seed(self.seed + 29)
+        while len(todo) and k < d:
+            failed = []
+            for chunk in _chunks(todo, max(1, self.batch_size // 4)):
+                for i, L in zip(chunk, self._sketch_factors(theta_t, xa[chunk], y[chunk],
+                                                            free[chunk], k, gen)):
+                    if L is False:
+                        failed.append(i)
+                    else:
+                        out[i] = L
+            todo = np.asarray(failed, dtype=np.int64)
+            k *= 2
+        if len(todo):
+            for i, L in zip(todo, self._dense_head_factors(theta_t, xa[todo], y[todo],
+                                                           free[todo])):
+                out[i] = L
+        return out
+
+    def _input_hvps(self, theta_t, x, y, V):
+        """``G_i v`` for each row ``i`` and each of its directions ``V[i]`` (c, k, d)."""
+        def loss1(x1, y1):
+            return F.cross_entropy(self.logits(theta_t, x1[None]), y1[None])
+
+        def row(x1, y1, Vi):
+            g = grad(loss1)
+            return vmap(lambda v: jvp(lambda z: g(z, y1), (x1,), (v.reshape(x1.shape),))[1]
+                        .flatten())(Vi)
+
+        return vmap(row)(x, y, V)
+
+    def _jacobian_features(self, theta_t, x):
+        J = vmap(jacrev(lambda x1: self._features(theta_t, x1[None])[0]))(x)
+        return J.reshape(len(x), J.shape[1], -1)
+
+    def _sketch_factors(self, theta_t, x, y, free, k, gen):
+        """Low-rank path of :meth:`_head_factors`; ``False`` for rows that need more."""
+        c = len(x)
+        d = int(np.prod(self.input_shape))
+        gamma = self.threat.gamma
+        m = free.reshape(c, d).to(self.dtype)
+        omega = torch.randn((c, k + 1, d), generator=gen, dtype=self.dtype).to(self.device)
+        omega = omega * m[:, None, :]
+        Y = self._input_hvps(theta_t, x, y, omega) * m[:, None, :]
+        probe, Y = Y[:, -1], Y[:, :-1]
+        U, S, Vh = torch.linalg.svd(Y, full_matrices=False)
+        J = self._jacobian_features(theta_t, x) * m[:, None, :]
+        out = []
+        ranks = (S > 1e-10 * S[:, :1].clamp_min(1e-300)).sum(dim=1)
+        for i in range(c):
+            r = int(ranks[i])
+            Q = Vh[i, :r].T                                       # d x r, free coordinates
+            if r >= k:
+                out.append(False)
+                continue
+            miss = probe[i] - Q @ (Q.T @ probe[i])
+            if float(miss.norm()) > 1e-9 * max(float(probe[i].norm()), 1e-300):
+                out.append(False)
+                continue
+            out.append(Q)
+        rows = [i for i in range(c) if out[i] is not False]
+        result = [False] * c
+        if not rows:
+            return result
+        r_max = max(out[i].shape[1] for i in rows)
+        Qs = torch.zeros((len(rows), r_max, d), dtype=self.dtype, device=self.device)
+        for j, i in enumerate(rows):
+            Qs[j, :out[i].shape[1]] = out[i].T
+        GQ = self._input_hvps(theta_t, x[rows], y[rows], Qs) * m[rows][:, None, :]
+        for j, i in enumerate(rows):
+            Q = out[i]
+            r = Q.shape[1]
+            T = Q.T @ GQ[j, :r].T
+            lam, V = torch.linalg.eigh(gamma * torch.eye(r, dtype=self.dtype,
+                                                         device=self.device)
+                                       - 0.5 * (T + T.T))
+            scale = max(float(lam.abs().max()) if r else 0.0, gamma)
+            keep = lam > 1e-8 * scale
+            JQ = J[i] @ Q
+            JQV = JQ @ V[:, keep]
+            R = (J[i] @ J[i].T - JQ @ JQ.T) / gamma + (JQV / lam[keep]) @ JQV.T
+            result[i] = _feature_factor(R)
+        return result
+
+    def _dense_head_factors(self, theta_t, xa, y, free):
+        """Dense path of :meth:`_head_factors`: ``N_i`` as a d x d matrix per row."""
         n = len(xa)
         d = int(np.prod(self.input_shape))
         gamma = self.threat.gamma
@@ -619,16 +717,13 @@ class NetObjective:
         def loss1(x, yy):
             return F.cross_entropy(self.logits(theta_t, x[None]), yy[None])
 
-        def feat1(x):
-            return self._features(theta_t, x[None])[0]
-
         eye = torch.eye(d, dtype=self.dtype, device=self.device)
         for start in range(0, n, per):
             sl = slice(start, start + per)
             x_c, y_c = xa[sl], y[sl]
             c = len(x_c)
             G = vmap(hessian(loss1))(x_c, y_c).reshape(c, d, d)
-            J = vmap(jacrev(feat1))(x_c).reshape(c, -1, d)
+            J = self._jacobian_features(theta_t, x_c)
             m = free[sl].reshape(c, d).to(self.dtype)
             N = (gamma * eye - 0.5 * (G + G.transpose(1, 2))) * m[:, :, None] * m[:, None, :]
             N = N + torch.diag_embed(1 - m)
@@ -636,17 +731,15 @@ class NetObjective:
             chol, info = torch.linalg.cholesky_ex(N)
             for i in range(c):
                 if int(info[i]) == 0:
-                    R = J[i] @ torch.cholesky_solve(J[i].T, chol[i])
+                    Z = torch.linalg.solve_triangular(chol[i], J[i].T, upper=False)
+                    R = Z.T @ Z
                 else:
                     # not a strict local maximum: keep the directions where it is one
                     lam, U = torch.linalg.eigh(N[i])
                     keep = lam > max(1e-8 * float(lam.abs().max()), 1e-12)
                     JU = J[i] @ U[:, keep]
                     R = (JU / lam[keep]) @ JU.T
-                lam, U = torch.linalg.eigh(0.5 * (R + R.T))
-                keep = lam > max(1e-12 * float(lam.abs().max()), 0.0)
-                out.append(_HeadFactor(U[:, keep] * lam[keep].sqrt()) if bool(keep.any())
-                           else None)
+                out.append(_feature_factor(R))
         return out
 
     def _expand_head(self, theta, theta_t, rows, store):
@@ -714,6 +807,15 @@ class NetObjective:
         self.refit_info_ = {"n_iter": int(res.nit), "gradient_norm": float(np.linalg.norm(res.jac)),
                             "message": str(res.message)}
         return res.x
+
+
+def _feature_factor(R):
+    """``_HeadFactor`` of the PSD F x F matrix ``R`` (None when it is zero)."""
+    lam, U = torch.linalg.eigh(0.5 * (R + R.T))
+    keep = lam > 1e-12 * max(float(lam.abs().max()), 0.0)
+    if not bool(keep.any()):
+        return None
+    return _HeadFactor(U[:, keep] * lam[keep].sqrt())
 
 
 class _HeadFactor:
