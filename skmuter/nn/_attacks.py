@@ -121,7 +121,7 @@ def _start(threat, X, noise):
     return threat.project(X, delta)
 
 
-def perturb(threat, X, input_grad, noise=None):
+def perturb(threat, X, input_grad, noise=None, start=None, info=None):
     """Return adversarial inputs ``X + delta`` (detached) found by the attack.
 
     Parameters
@@ -134,6 +134,12 @@ def perturb(threat, X, input_grad, noise=None):
         respect to its input, same shape as ``X``.
     noise : tensor like ``X`` or None
         Uniform [0, 1) noise for the random start (ignored without one).
+    start : tensor like ``X`` or None
+        Penalised attack only: perturbation to start the ascent from (a warm
+        start; the maximiser is unique, so only the number of steps changes).
+    info : dict or None
+        Penalised attack only: receives ``'converged'``; when given, the
+        caller handles non-convergence and no warning is issued.
 
     Returns
     -------
@@ -141,7 +147,7 @@ def perturb(threat, X, input_grad, noise=None):
     """
     X = X.detach()
     if threat.penalized:
-        return _penalized(threat, X, input_grad)
+        return _penalized(threat, X, input_grad, start, info)
     delta = _start(threat, X, noise)
     for _ in range(threat.n_steps):
         g = input_grad(X + delta).detach()
@@ -154,7 +160,7 @@ def perturb(threat, X, input_grad, noise=None):
     return (X + delta).detach()
 
 
-def _penalized(threat, X, input_grad):
+def _penalized(threat, X, input_grad, start=None, info=None):
     """Ascent on ``loss(x + delta) - gamma/2 ||delta||^2`` until every row settles.
 
     Rows stop moving once their step is below ``tol * (1 + ||delta||)``, with
@@ -163,7 +169,7 @@ def _penalized(threat, X, input_grad):
     ``gamma`` is then probably below the curvature of the loss in the input.
     """
     tol = max(threat.tol, 100 * torch.finfo(X.dtype).eps)
-    delta = torch.zeros_like(X)
+    delta = torch.zeros_like(X) if start is None else threat.project(X, start.detach())
     converged = False
     for _ in range(threat.n_steps):
         g = input_grad(X + delta).detach()
@@ -173,7 +179,9 @@ def _penalized(threat, X, input_grad):
         if bool((change <= tol * (1 + threat._row_norms(delta))).all()):
             converged = True
             break
-    if not converged and X.dtype == torch.float64:
+    if info is not None:
+        info["converged"] = converged
+    elif not converged and X.dtype == torch.float64:
         warnings.warn(
             f"the penalised attack did not converge in n_steps={threat.n_steps} steps; "
             f"gamma={threat.gamma} may be below the curvature of the loss in the input "

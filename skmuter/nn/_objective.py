@@ -12,7 +12,9 @@ Convention (the same as the linear models): the objective is
     J(theta) = 1/m sum_{i kept} l_i(theta) + alpha/2 ||theta||^2,
     l_i(theta) = cross_entropy(f(theta; x_i + delta_i(theta)), y_i),
 
-with ``delta_i`` the attack's worst case found by PGD/FGSM. A row adds
+with ``delta_i`` the attack's worst case found by PGD/FGSM. Under the
+penalised attack ``l_i`` also subtracts ``gamma/2 ||delta_i||^2`` (which has
+no gradient in ``theta`` at the maximiser). A row adds
 ``alpha * theta`` to a summed gradient and ``alpha * I`` to a summed Hessian.
 
 Everything is computed with ``torch.func``: per-sample gradients by ``vmap``
@@ -41,7 +43,11 @@ Curvature kinds (``hessian_sum``):
     network (ReLU, max-pooling) the loss is convex in ``delta`` inside each
     linear region, so the term vanishes exactly (tested per row by one
     Hessian-vector product); then ``'total'`` is ``d_theta theta l`` at the
-    worst case, as for linear l_inf models.
+    worst case, as for linear l_inf models. For the penalised attack
+    (:class:`~skmuter.attacks.Penalized`) there is no sphere and
+    ``N_i = gamma I - d_delta delta l_i`` on the coordinates off the box;
+    with a frozen body it is computed through the features (``B_i = M_i J_i``,
+    see ``_head_factors``) from a low-rank sketch of ``d_delta delta l_i``.
 ``'paper'``
     The MUter paper's form: ``(d_delta delta l)^-1`` replaced by the Neumann
     series ``sum_{j<=k} (I - d_delta delta l)^j`` over all input coordinates,
@@ -53,11 +59,14 @@ Curvature kinds (``hessian_sum``):
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator
+from sklearn.exceptions import ConvergenceWarning
 from torch.func import functional_call, grad, hessian, jacrev, jvp, vmap
 
 from ._attacks import perturb
@@ -235,13 +244,17 @@ class NetObjective:
                 return torch.autograd.grad(loss, xa)[0]
         return input_grad
 
-    def attack_rows(self, theta_t, rows):
-        """Adversarial inputs of ``rows`` at ``theta_t`` (not cached)."""
+    def attack_rows(self, theta_t, rows, start=None, info=None):
+        """Adversarial inputs of ``rows`` at ``theta_t`` (not cached).
+
+        ``start`` and ``info`` are passed to the penalised attack (see
+        :func:`~skmuter.nn._attacks.perturb`).
+        """
         x, y = self._x(rows), self._y(rows)
         if self.threat.epsilon == 0:
             return x
         return perturb(self.threat, x, self._input_grad(theta_t.detach(), y),
-                       self._noise(rows))
+                       self._noise(rows), start=start, info=info)
 
     def adversarial(self, theta, rows):
         """Adversarial inputs of ``rows`` at ``theta``, cached per parameter vector."""
@@ -779,14 +792,31 @@ class NetObjective:
             theta0 = self.theta_init if self.theta_init is not None else np.zeros(self.n_params)
         theta = np.asarray(theta0, dtype=np.float64).copy()
         m = len(rows)
+        # Penalised attack: each chunk's ascent starts from its last converged
+        # worst case (successive iterates are close); local to this solve.
+        warm = {}
+        penalized = self.threat.penalized
+
+        def attack(t, ci, chunk):
+            if not penalized:
+                return self.attack_rows(t, chunk)
+            info = {}
+            xa = self.attack_rows(t, chunk, start=warm.get(ci), info=info)
+            if info["converged"]:
+                warm[ci] = xa - self._x(chunk)
+            else:
+                warm.pop(ci, None)
+            return xa, info["converged"]
 
         def fun(th):
             # chunk by chunk: the attacked inputs of all rows are never held at once
             t = self._t(th)
             total = 0.0
             g = torch.zeros_like(t)
-            for chunk in _chunks(rows, self.batch_size):
-                xa = self.attack_rows(t, chunk)
+            for ci, chunk in enumerate(_chunks(rows, self.batch_size)):
+                xa = attack(t, ci, chunk)
+                if penalized:
+                    xa = xa[0]
                 if self.head is not None:
                     with torch.no_grad():
                         inp, on_head = self._capture(xa), True
@@ -806,6 +836,18 @@ class NetObjective:
                                 "gtol": self.refit_tol, "ftol": 0.0})
         self.refit_info_ = {"n_iter": int(res.nit), "gradient_norm": float(np.linalg.norm(res.jac)),
                             "message": str(res.message)}
+        if penalized:
+            # Trial points of the line search may lie where gamma is below the
+            # curvature; only the solution matters.
+            t = self._t(res.x)
+            done = all(attack(t, ci, chunk)[1]
+                       for ci, chunk in enumerate(_chunks(rows, self.batch_size)))
+            self.refit_info_["attack_converged"] = done
+            if not done:
+                warnings.warn(
+                    "the penalised attack does not converge at the solution; gamma="
+                    f"{self.threat.gamma} is probably below the curvature of the loss in "
+                    "the input (raise gamma or n_steps).", ConvergenceWarning, stacklevel=2)
         return res.x
 
 
