@@ -110,6 +110,18 @@ def test_quickstart_example(monkeypatch, capsys):
     assert "residual_fraction" in capsys.readouterr().out
 
 
+def test_network_example_forgets_close_to_the_exact_retrain(monkeypatch, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    _run_example("network.py", [], monkeypatch)
+    out = capsys.readouterr().out
+    fractions = [float(line.split()[-1]) for line in out.splitlines()
+                 if line.strip().startswith("residual_fraction")]
+    assert len(fractions) == 2  # muter, then newton-delta
+    assert fractions[0] < 0.05
+    assert fractions[0] < fractions[1]
+
+
 def test_mnist_b_example_on_a_tiny_fake_file(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(0)
     y = np.tile([1, 7, 3], 20).astype(np.uint8)

@@ -626,7 +626,8 @@ class NetObjective:
         at most its width). Its range is found from ``k`` Hessian-vector
         products with random directions and checked with one more; then
         ``N_i^+ = (P - Q Q^T) / gamma + Q (gamma I - T)^+ Q^T`` with
-        ``T = Q^T G_i Q``, exactly, with no d x d matrix. Rows whose check
+        ``T = Q^T G_i Q`` recovered from the same products (Nyström), exactly,
+        with no d x d matrix. Rows whose check
         fails retry with twice the sketch, and at ``d`` directions fall
         back to the dense ``d x d`` system.
         """
@@ -676,17 +677,20 @@ class NetObjective:
         d = int(np.prod(self.input_shape))
         gamma = self.threat.gamma
         m = free.reshape(c, d).to(self.dtype)
-        omega = torch.randn((c, k + 1, d), generator=gen, dtype=self.dtype).to(self.device)
-        omega = omega * m[:, None, :]
+        # One Gaussian sketch for the chunk (independent of every G_i), masked per row.
+        omega = torch.randn((k + 1, d), generator=gen, dtype=self.dtype).to(self.device)
+        omega = omega[None] * m[:, None, :]
         Y = self._input_hvps(theta_t, x, y, omega) * m[:, None, :]
         probe, Y = Y[:, -1], Y[:, :-1]
-        U, S, Vh = torch.linalg.svd(Y, full_matrices=False)
+        # range of Y^T: Householder QR (d x k), then the SVD of the small k x k factor
+        Q0, R0 = torch.linalg.qr(Y.transpose(1, 2))
+        U, S, _ = torch.linalg.svd(R0)
         J = self._jacobian_features(theta_t, x) * m[:, None, :]
         out = []
         ranks = (S > 1e-10 * S[:, :1].clamp_min(1e-300)).sum(dim=1)
         for i in range(c):
             r = int(ranks[i])
-            Q = Vh[i, :r].T                                       # d x r, free coordinates
+            Q = Q0[i] @ U[i, :, :r]                               # d x r, free coordinates
             if r >= k:
                 out.append(False)
                 continue
@@ -695,22 +699,21 @@ class NetObjective:
                 out.append(False)
                 continue
             out.append(Q)
-        rows = [i for i in range(c) if out[i] is not False]
         result = [False] * c
-        if not rows:
-            return result
-        r_max = max(out[i].shape[1] for i in rows)
-        Qs = torch.zeros((len(rows), r_max, d), dtype=self.dtype, device=self.device)
-        for j, i in enumerate(rows):
-            Qs[j, :out[i].shape[1]] = out[i].T
-        GQ = self._input_hvps(theta_t, x[rows], y[rows], Qs) * m[rows][:, None, :]
-        for j, i in enumerate(rows):
+        eye = None
+        for i in range(c):
+            if out[i] is False:
+                continue
             Q = out[i]
             r = Q.shape[1]
-            T = Q.T @ GQ[j, :r].T
-            lam, V = torch.linalg.eigh(gamma * torch.eye(r, dtype=self.dtype,
-                                                         device=self.device)
-                                       - 0.5 * (T + T.T))
+            # G = Q T Q^T on the captured range, so Q^T Y^T = T (Q^T Omega^T): T by
+            # least squares against the (well-conditioned) projected sketch.
+            A = Q.T @ omega[i, :-1].T                              # r x k
+            B = Q.T @ Y[i].T                                       # r x k
+            T = torch.linalg.lstsq(A.T, B.T).solution.T
+            if eye is None or eye.shape[0] != r:
+                eye = torch.eye(r, dtype=self.dtype, device=self.device)
+            lam, V = torch.linalg.eigh(gamma * eye - 0.5 * (T + T.T))
             scale = max(float(lam.abs().max()) if r else 0.0, gamma)
             keep = lam > 1e-8 * scale
             JQ = J[i] @ Q
