@@ -398,9 +398,11 @@ class NetObjective:
                 H[start:start + width] += self._hvp(theta_t, inp, y, on_head, V)[:, cols_t]
         H[range(p), range(p)] += len(rows) * self.alpha
         if kind == "total":
-            for C in self._factors(theta, rows):
+            for C in self._factors(theta, rows, expand_head=False):
                 Cc = C[cols_t]
                 H += Cc @ Cc.T
+            if self.threat.penalized and self.head is not None:
+                H += self._head_indirect_sum(theta, theta_t, rows, cols_t)
         return H.cpu().numpy()
 
     @property
@@ -437,13 +439,20 @@ class NetObjective:
                 H[blk, blk] = (U * P[:, k:k + 1]).T @ U
             V = (P[:, :, None] * U[:, None, :]).reshape(len(U), K * width)
             H -= V.T @ V
+        idx = self._natural_index(cols_t)
+        return H[idx][:, idx]
+
+    def _natural_index(self, cols_t):
+        """Positions of ``cols_t`` in the head's natural order ``(k, [phi, 1])``."""
+        w_pos, b_pos = self._head_layout
+        K, F = w_pos.shape
+        width = F + (b_pos is not None)
         pos = np.empty(self.n_params, dtype=np.int64)
         natural = np.arange(K * width).reshape(K, width)
         pos[w_pos.ravel()] = natural[:, :F].ravel()
         if b_pos is not None:
             pos[b_pos] = natural[:, F]
-        idx = torch.as_tensor(pos, device=self.device)[cols_t]
-        return H[idx][:, idx]
+        return torch.as_tensor(pos, device=self.device)[cols_t]
 
     def _operator(self, theta, rows, kind, points, cols, neumann_order):
         theta_t = self._t(theta)
@@ -490,8 +499,12 @@ class NetObjective:
         return grad(lambda t: (self._delta_grad(t, xa, y) * s).sum())(theta_t)
 
     # ---- the free-coordinate indirect term (principled total Hessian) ----------
-    def _factors(self, theta, rows):
-        """Yield ``C_i`` (p x r_i) with ``C_i C_i^T = B_i^T N_i^+ B_i`` for rows with r_i > 0."""
+    def _factors(self, theta, rows, expand_head=True):
+        """Yield ``C_i`` (p x r_i) with ``C_i C_i^T = B_i^T N_i^+ B_i`` for rows with r_i > 0.
+
+        With ``expand_head=False`` rows whose factor lives in feature space
+        (``_HeadFactor``) are skipped: :meth:`_head_indirect_sum` adds them.
+        """
         if self.threat.epsilon == 0:
             return
         key = self._key(theta)
@@ -504,7 +517,7 @@ class NetObjective:
             for r, C in zip(chunk, self._chunk_factors(theta, theta_t, chunk)):
                 store[int(r)] = C
         head_rows = [int(r) for r in rows if isinstance(store[int(r)], _HeadFactor)]
-        if head_rows:
+        if head_rows and expand_head:
             yield from self._expand_head(theta, theta_t, np.asarray(head_rows, dtype=np.int64),
                                          store)
         for r in rows:
@@ -758,6 +771,51 @@ class NetObjective:
                 out.append(_feature_factor(R))
         return out
 
+    def _head_indirect_sum(self, theta, theta_t, rows, cols_t):
+        """``sum_i M_i R_i M_i^T`` over rows with a ``_HeadFactor``, restricted to ``cols_t``.
+
+        For the head ``z = W phi + b``, with ``g = softmax(z) - e_y``,
+        ``A = (diag(p) - p p^T) W`` and ``u = (phi, 1)``, the derivative of the
+        head gradient in the features is ``M[(k, j), f] = A[k, f] u[j] +
+        g[k] E[j, f]`` (``E`` the identity padded with a zero bias row). So
+        ``M R M^T`` is four Kronecker-structured terms, summed over the rows
+        with einsum at ``K^2 (F+1)^2`` per row instead of a ``p x p`` product.
+        """
+        store = self._factor_cache[self._key(theta)]
+        rows = np.asarray([int(r) for r in rows if isinstance(store[int(r)], _HeadFactor)],
+                          dtype=np.int64)
+        w_pos, b_pos = self._head_layout
+        K, F = w_pos.shape
+        width = F + (b_pos is not None)
+        T = torch.zeros((K, width, K, width), dtype=self.dtype, device=self.device)
+        if len(rows):
+            weights = self._unflatten(theta_t)
+            W = weights[self._head_name + "weight"]
+            for chunk in _chunks(rows, self.batch_size):
+                with torch.no_grad():
+                    phi = self._capture(self.adversarial(theta, chunk))
+                    P = torch.softmax(self._head_logits(theta_t, phi), dim=1)
+                    g = P - _onehot(self._y(chunk), K, self.dtype)
+                    A = P[:, :, None] * (W[None] - (P @ W)[:, None, :])      # (c, K, F)
+                    R = torch.stack([store[int(r)].L @ store[int(r)].L.T for r in chunk])
+                    u = phi if b_pos is None else torch.cat(
+                        [phi, torch.ones_like(phi[:, :1])], dim=1)
+                    AR = A @ R
+                    P1 = AR @ A.transpose(1, 2)                               # (c, K, K)
+                    P2 = torch.zeros((len(chunk), K, width), dtype=self.dtype,
+                                     device=self.device)
+                    P2[:, :, :F] = AR
+                    P4 = torch.zeros((len(chunk), width, width), dtype=self.dtype,
+                                     device=self.device)
+                    P4[:, :F, :F] = R
+                    T += torch.einsum("ikl,ij,im->kjlm", P1, u, u)
+                    T2 = torch.einsum("ikm,ij,il->kjlm", P2, u, g)
+                    T += T2 + T2.permute(2, 3, 0, 1)
+                    T += torch.einsum("ik,il,ijm->kjlm", g, g, P4)
+        H = T.reshape(K * width, K * width)
+        idx = self._natural_index(cols_t)
+        return H[idx][:, idx]
+
     def _expand_head(self, theta, theta_t, rows, store):
         """Yield ``C_i = M_i L_i`` (p x r) for rows whose factor is a ``_HeadFactor``."""
         def head_grad(phi, yy):
@@ -861,6 +919,13 @@ def _feature_factor(R):
     if not bool(keep.any()):
         return None
     return _HeadFactor(U[:, keep] * lam[keep].sqrt())
+
+
+def _onehot(y, K, dtype):
+    """One-hot rows of the class codes ``y``."""
+    out = torch.zeros((len(y), K), dtype=dtype, device=y.device)
+    out[torch.arange(len(y), device=y.device), y] = 1.0
+    return out
 
 
 class _HeadFactor:
