@@ -244,3 +244,28 @@ def test_low_rank_feature_factors_equal_the_dense_system(digits, module):
     for a, b in zip(fast, dense):
         Ra, Rb = a.L @ a.L.T, b.L @ b.L.T
         assert float((Ra - Rb).abs().max()) < 1e-9 * float(Rb.abs().max())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_kronecker_indirect_sum_equals_the_expanded_factors(digits, bias):
+    X, y = digits
+
+    class Head(torch.nn.Sequential):
+        def __init__(self):
+            super().__init__(torch.nn.Linear(64, 16), torch.nn.Tanh(),
+                             torch.nn.Linear(16, 10, bias=bias))
+
+    net = make_net(module=Head, max_epochs=2, attack=Penalized(gamma=2.0, clip=(0, 1)))
+    net.fit(X, y)
+    obj = net.training_objective()
+    theta = net.forgetting_params()
+    rows = np.arange(N)
+    indirect = (obj.hessian_sum(theta, rows, kind="total")
+                - obj.hessian_sum(theta, rows, kind="hessian"))
+    expanded = sum(C @ C.T for C in obj._factors(theta, rows)).numpy()
+    assert np.abs(expanded).max() > 1e-3
+    np.testing.assert_allclose(indirect, expanded, rtol=1e-10, atol=1e-12)
+    cols = np.array([3, 50, 7, obj.n_params - 1])
+    np.testing.assert_allclose(obj.hessian_sum(theta, rows, kind="total", cols=cols),
+                               obj.hessian_sum(theta, rows, kind="total")[np.ix_(cols, cols)],
+                               rtol=1e-12, atol=1e-12)
