@@ -1,7 +1,8 @@
 """Torch implementation of the :mod:`skmuter.attacks` objects.
 
 The same :class:`~skmuter.attacks.PGD` / :class:`~skmuter.attacks.FGSM` /
-:class:`~skmuter.attacks.Penalized` parameter objects drive the numpy attack of the linear models and this one:
+:class:`~skmuter.attacks.Penalized` parameter objects drive the numpy attack
+of the linear models and this one:
 ``attack._check(n_features)`` validates them and returns the threat model and
 step, so both implementations accept and reject exactly the same settings.
 Inputs are batches of any shape ``(n, *input_shape)``; the ball is taken over
