@@ -269,3 +269,17 @@ def test_kronecker_indirect_sum_equals_the_expanded_factors(digits, bias):
     np.testing.assert_allclose(obj.hessian_sum(theta, rows, kind="total", cols=cols),
                                obj.hessian_sum(theta, rows, kind="total")[np.ix_(cols, cols)],
                                rtol=1e-12, atol=1e-12)
+
+
+def test_pickle_round_trip_keeps_forgetting_and_drops_the_rows(fitted):
+    import pickle
+
+    net = quiet_forget(copy.deepcopy(fitted), [8])
+    assert not np.any(net._train_X[8])
+    loaded = pickle.loads(pickle.dumps(net))
+    quiet_forget(loaded, [9])
+    quiet_forget(net, [9])
+    np.testing.assert_allclose(loaded.forgetting_params(), net.forgetting_params(),
+                               rtol=1e-10, atol=1e-12)
+    store = net.training_objective()._factor_cache
+    assert all(8 not in rows and 9 not in rows for rows in store.values())
