@@ -283,3 +283,15 @@ def test_pickle_round_trip_keeps_forgetting_and_drops_the_rows(fitted):
                                rtol=1e-10, atol=1e-12)
     store = net.training_objective()._factor_cache
     assert all(8 not in rows and 9 not in rows for rows in store.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_penalised_forget_matches_cpu(fitted):
+    gpu = copy.deepcopy(fitted)
+    gpu.set_params(device="cuda")
+    gpu.module_.to("cuda")
+    gpu._objective_ = None
+    cpu = quiet_forget(copy.deepcopy(fitted), [4, 5])
+    quiet_forget(gpu, [4, 5])
+    np.testing.assert_allclose(gpu.forgetting_params(), cpu.forgetting_params(),
+                               rtol=1e-6, atol=1e-8)
