@@ -59,7 +59,6 @@ from skmuter.forgetters import ForgetWarning
 from skmuter.metrics import parameter_distance, residual_fraction
 from skmuter.nn import paper_muter
 
-
 ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "softplus": torch.nn.Softplus}
 
 
@@ -96,8 +95,9 @@ DEFAULT_NAMES = ["muter", "muter-paper", "newton-delta", "newton", "influence-de
 def fit_models(X, y, n_train, n_body, attack, device, seed, epochs, alpha, activation="relu"):
     body_rows = slice(n_train, n_train + n_body)
     t0 = time.perf_counter()
-    body = AdversarialNet(Body, module__activation=activation, attack=attack, max_epochs=epochs, lr=0.05, batch_size=128,
-                          polish=False, random_state=seed, device=device, verbose=0)
+    body = AdversarialNet(Body, module__activation=activation, attack=attack,
+                          max_epochs=epochs, lr=0.05, batch_size=128, polish=False,
+                          random_state=seed, device=device, verbose=0)
     body.fit(X[body_rows], y[body_rows])
     head = AdversarialNet(body.module_, attack=attack, train_params="forget", alpha=alpha,
                           max_epochs=epochs, lr=0.05, batch_size=128, random_state=seed,

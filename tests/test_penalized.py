@@ -77,8 +77,7 @@ def test_numpy_and_torch_ascent_agree_with_the_closed_form_on_a_linear_loss():
         np.testing.assert_allclose(got_t.numpy(), expected, atol=1e-12)
 
 
-def test_torch_ascent_reaches_the_stationary_point_of_a_network(fitted, digits):
-    X, y = digits
+def test_torch_ascent_reaches_the_stationary_point_of_a_network(fitted):
     obj = fitted.training_objective()
     theta = fitted.forgetting_params()
     rows = np.arange(30)

@@ -111,8 +111,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             order="C",
         )
         attack = clone(resolve_attack(self.attack))
-        if isinstance(attack, Penalized):
-            raise ValueError(
+        if isinstance(attack, Penalized):  # a valid attack, not for this model
+            raise ValueError(  # noqa: TRY004
                 "attack=Penalized(...) is for networks (skmuter.AdversarialNet); a linear "
                 "model's worst case over a ball is exact already: use PGD or FGSM."
             )

@@ -427,7 +427,7 @@ class NetObjective:
         per parameter.
         """
         w_pos, b_pos = self._head_layout
-        K, F = w_pos.shape
+        K = w_pos.shape[0]
         with torch.no_grad():
             P = torch.softmax(self._head_logits(theta_t, feats), dim=1)
             U = feats if b_pos is None else torch.cat(
@@ -584,7 +584,8 @@ class NetObjective:
         Q = torch.eye(k, dtype=self.dtype, device=self.device)
         mu = self.threat.gamma if self.threat.penalized else 0.0
         dF = delta[idx]
-        if self.threat.norm == 2 and not self.threat.penalized and float(delta.norm()) >= self.threat.epsilon * (1 - 1e-7) \
+        sphere = self.threat.norm == 2 and not self.threat.penalized
+        if sphere and float(delta.norm()) >= self.threat.epsilon * (1 - 1e-7) \
                 and float(dF.norm()) > 0:
             # Active sphere: tangent directions only, Lagrange multiplier mu.
             g = dgrad(xa1)[idx]
@@ -640,9 +641,8 @@ class NetObjective:
         products with random directions and checked with one more; then
         ``N_i^+ = (P - Q Q^T) / gamma + Q (gamma I - T)^+ Q^T`` with
         ``T = Q^T G_i Q`` recovered from the same products (Nyström), exactly,
-        with no d x d matrix. Rows whose check
-        fails retry with twice the sketch, and at ``d`` directions fall
-        back to the dense ``d x d`` system.
+        with no d x d matrix. Rows whose check fails retry with twice the
+        sketch, and at ``d`` directions fall back to the dense system.
         """
         n = len(xa)
         d = int(np.prod(self.input_shape))
@@ -719,6 +719,9 @@ class NetObjective:
                 continue
             Q = out[i]
             r = Q.shape[1]
+            if r == 0:  # no curvature in the input: N = gamma I
+                result[i] = _feature_factor(J[i] @ J[i].T / gamma)
+                continue
             # G = Q T Q^T on the captured range, so Q^T Y^T = T (Q^T Omega^T): T by
             # least squares against the (well-conditioned) projected sketch.
             A = Q.T @ omega[i, :-1].T                              # r x k
