@@ -94,6 +94,10 @@ class _Attack(BaseEstimator):
             move = np.divide(g, norms, out=np.zeros_like(g), where=norms > 0)
         return threat.project(X, delta + step * move)
 
+    def _settled(self, delta, new):
+        """Whether the ascent may stop early (never for a fixed number of steps)."""
+        return False
+
     def perturb(self, X, y, input_grad):
         """Return adversarial inputs ``X + delta`` found by the attack.
 
@@ -117,7 +121,11 @@ class _Attack(BaseEstimator):
         rng = check_random_state(self.random_state)
         delta = self._start(X, threat, rng)
         for _ in range(self._n_steps()):
-            delta = self._ascend(X, y, delta, input_grad, threat, step)
+            new = self._ascend(X, y, delta, input_grad, threat, step)
+            settled = self._settled(delta, new)
+            delta = new
+            if settled:
+                break
         return X + delta
 
 
@@ -297,11 +305,7 @@ class Penalized(_Attack):
         self.clip = clip
 
     def _gamma(self):
-        g = self.gamma
-        if isinstance(g, bool) or not isinstance(g, numbers.Real) or not np.isfinite(g) \
-                or g <= 0:
-            raise ValueError(f"gamma must be a finite number > 0, got {g!r}.")
-        return float(g)
+        return _positive(self.gamma, "gamma")
 
     def _n_steps(self):
         if not isinstance(self.n_steps, numbers.Integral) or isinstance(self.n_steps, bool) \
@@ -310,20 +314,12 @@ class Penalized(_Attack):
         return int(self.n_steps)
 
     def _tol(self):
-        t = self.tol
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not np.isfinite(t) \
-                or t <= 0:
-            raise ValueError(f"tol must be a finite number > 0, got {t!r}.")
-        return float(t)
+        return _positive(self.tol, "tol")
 
     def _step_size(self):
         if self.step_size is None:
             return 1.0 / self._gamma()
-        s = self.step_size
-        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not np.isfinite(s) \
-                or s <= 0:
-            raise ValueError(f"step_size must be a finite number > 0, got {s!r}.")
-        return float(s)
+        return _positive(self.step_size, "step_size")
 
     def threat(self, n_features: int | None = None) -> Threat:
         """The input box of the attack as a :class:`Threat` (no ball: ``epsilon=inf``).
@@ -343,36 +339,22 @@ class Penalized(_Attack):
         self._tol()
         return self.threat(n_features), self._step_size()
 
-    def perturb(self, X, y, input_grad):
-        """Return adversarial inputs ``X + delta`` found by the ascent.
+    def _ascend(self, X, y, delta, input_grad, threat, step):
+        g = np.asarray(input_grad(X + delta, y), dtype=np.float64)
+        return threat.project(X, delta + step * (g - self._gamma() * delta))
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_samples, n_features)
-            Clean inputs (inside ``clip`` when it is set).
-        y : ndarray of shape (n_samples,)
-            Targets, passed through to ``input_grad``.
-        input_grad : callable
-            ``input_grad(X_adv, y)`` returns the gradient of each sample's loss
-            with respect to its input, shape ``(n_samples, n_features)``.
+    def _settled(self, delta, new):
+        """Every row's step is below ``tol * (1 + ||delta||)``."""
+        change = np.linalg.norm(new - delta, axis=1)
+        return bool(np.all(change <= self._tol() * (1 + np.linalg.norm(new, axis=1))))
 
-        Returns
-        -------
-        X_adv : ndarray of shape (n_samples, n_features)
-        """
-        X = np.asarray(X, dtype=np.float64)
-        threat, step = self._check(X.shape[1])
-        threat.check_inside(X)
-        gamma, tol = self._gamma(), self._tol()
-        delta = np.zeros_like(X)
-        for _ in range(self._n_steps()):
-            g = np.asarray(input_grad(X + delta, y), dtype=np.float64)
-            new = threat.project(X, delta + step * (g - gamma * delta))
-            change = np.linalg.norm(new - delta, axis=1)
-            delta = new
-            if np.all(change <= tol * (1 + np.linalg.norm(delta, axis=1))):
-                break
-        return X + delta
+
+def _positive(value, name):
+    """``value`` as a float, or a ``ValueError`` naming ``name`` unless finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return float(value)
 
 
 def resolve_attack(attack):
