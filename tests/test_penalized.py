@@ -226,7 +226,7 @@ class DeepTanh(torch.nn.Sequential):
 
 
 @pytest.mark.parametrize("module", [TanhMLP, DeepTanh])
-def test_low_rank_feature_factors_equal_the_dense_system(digits, module):
+def test_low_rank_and_matrix_free_factors_equal_the_dense_system(digits, module):
     # DeepTanh: the input curvature has rank up to 40 > the first sketch (12 + 16),
     # so rows must be detected as unfinished and retried with a wider sketch.
     X, y = digits
@@ -239,10 +239,27 @@ def test_low_rank_feature_factors_equal_the_dense_system(digits, module):
     free = obj.threat.free_mask(obj._x(rows), xa - obj._x(rows))
     assert 0 < float(free.double().mean()) < 1  # the box pins some coordinates
     fast = obj._head_factors(theta, xa, obj._y(rows), free)
-    dense = obj._dense_head_factors(theta, xa, obj._y(rows), free)
-    for a, b in zip(fast, dense):
-        Ra, Rb = a.L @ a.L.T, b.L @ b.L.T
-        assert float((Ra - Rb).abs().max()) < 1e-9 * float(Rb.abs().max())
+    matrix_free = obj._cg_head_factors(theta, xa, obj._y(rows), free)
+    dense = _dense_reference(obj, theta, xa, obj._y(rows), free)
+    for a, c, Rb in zip(fast, matrix_free, dense):
+        for got in (a, c):
+            Ra = got.L @ got.L.T
+            assert float((Ra - Rb).abs().max()) < 1e-9 * float(Rb.abs().max())
+
+
+def _dense_reference(obj, theta, xa, y, free):
+    """``J (gamma I - G)^-1 J^T`` on the free coordinates, with dense d x d matrices."""
+    from torch.func import hessian
+
+    out = []
+    for x1, y1, f1 in zip(xa, y, free):
+        G = hessian(lambda x, y1=y1: torch.nn.functional.cross_entropy(
+            obj.logits(theta, x[None]), y1[None]))(x1)
+        idx = torch.nonzero(f1.flatten()).flatten()
+        J = obj._jacobian_features(theta, x1[None])[0][:, idx]
+        N = obj.threat.gamma * torch.eye(len(idx), dtype=G.dtype) - G[idx][:, idx]
+        out.append(J @ torch.linalg.solve(N, J.T))
+    return out
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -294,3 +311,19 @@ def test_cuda_penalised_forget_matches_cpu(fitted):
     quiet_forget(gpu, [4, 5])
     np.testing.assert_allclose(gpu.forgetting_params(), cpu.forgetting_params(),
                                rtol=1e-6, atol=1e-8)
+
+
+def test_matrix_free_path_warns_and_drops_rows_that_are_no_strict_maximum(fitted):
+    obj = fitted.training_objective()
+    theta = obj._t(fitted.forgetting_params())
+    rows = np.arange(6)
+    xa = obj.adversarial(fitted.forgetting_params(), rows)
+    free = torch.ones_like(xa, dtype=torch.bool)
+    gamma = obj.threat.gamma
+    obj.threat.gamma = 1e-6  # far below the curvature: gamma I - G is indefinite
+    try:
+        with pytest.warns(ConvergenceWarning, match="no strict local maximum"):
+            out = obj._cg_head_factors(theta, xa, obj._y(rows), free)
+    finally:
+        obj.threat.gamma = gamma
+    assert out == [None] * len(rows)

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator
 from sklearn.exceptions import ConvergenceWarning
-from torch.func import functional_call, grad, hessian, jacrev, jvp, vmap
+from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 from ._attacks import perturb
 
@@ -642,12 +642,12 @@ class NetObjective:
         ``N_i^+ = (P - Q Q^T) / gamma + Q (gamma I - T)^+ Q^T`` with
         ``T = Q^T G_i Q`` recovered from the same products (Nyström), exactly,
         with no d x d matrix. Rows whose check fails retry with twice the
-        sketch, and at ``d`` directions fall back to the dense system.
+        sketch, and at ``d`` directions fall back to block conjugate gradients
+        (matrix-free, :meth:`_cg_head_factors`).
         """
         n = len(xa)
         d = int(np.prod(self.input_shape))
-        feats = self._capture(xa[:1])
-        k = min(d, int(feats.shape[1]) + 16)
+        k = min(d, int(self.head.weight.shape[1]) + 16)
         out = [None] * n
         todo = np.arange(n)
         gen = torch.Generator().manual_seed(self.seed + 29)
@@ -663,8 +663,8 @@ class NetObjective:
             todo = np.asarray(failed, dtype=np.int64)
             k *= 2
         if len(todo):
-            for i, L in zip(todo, self._dense_head_factors(theta_t, xa[todo], y[todo],
-                                                           free[todo])):
+            for i, L in zip(todo, self._cg_head_factors(theta_t, xa[todo], y[todo],
+                                                        free[todo])):
                 out[i] = L
         return out
 
@@ -738,40 +738,61 @@ class NetObjective:
             result[i] = _feature_factor(R)
         return result
 
-    def _dense_head_factors(self, theta_t, xa, y, free):
-        """Dense path of :meth:`_head_factors`: ``N_i`` as a d x d matrix per row."""
+    def _cg_head_factors(self, theta_t, xa, y, free, rtol=1e-12):
+        """Matrix-free path of :meth:`_head_factors`: ``N_i Z_i = J_i^T`` by block CG.
+
+        ``N_i v = gamma v - P G_i P v`` costs one Hessian-vector product per
+        column; all rows of a chunk and the F right-hand sides run together,
+        and no d x d matrix is formed. A row whose ``N_i`` shows a direction
+        of non-positive curvature is no strict local maximum (``gamma`` below
+        the curvature there): its indirect term is left out, with a warning.
+        """
         n = len(xa)
         d = int(np.prod(self.input_shape))
         gamma = self.threat.gamma
-        per = max(1, int(2 ** 28 // (8 * d * d)))  # rows per dense d x d batch
         out = []
+        indefinite = 0
+        for chunk in _chunks(np.arange(n), max(1, self.batch_size // 4)):
+            x, yc = xa[chunk], y[chunk]
+            m = free[chunk].reshape(len(chunk), d).to(self.dtype)[:, None, :]
+            J = self._jacobian_features(theta_t, x) * m                     # (c, F, d)
 
-        def loss1(x, yy):
-            return F.cross_entropy(self.logits(theta_t, x[None]), yy[None])
+            def N(V, x=x, yc=yc, m=m):
+                return gamma * V - self._input_hvps(theta_t, x, yc, V * m) * m
 
-        eye = torch.eye(d, dtype=self.dtype, device=self.device)
-        for start in range(0, n, per):
-            sl = slice(start, start + per)
-            x_c, y_c = xa[sl], y[sl]
-            c = len(x_c)
-            G = vmap(hessian(loss1))(x_c, y_c).reshape(c, d, d)
-            J = self._jacobian_features(theta_t, x_c)
-            m = free[sl].reshape(c, d).to(self.dtype)
-            N = (gamma * eye - 0.5 * (G + G.transpose(1, 2))) * m[:, :, None] * m[:, None, :]
-            N = N + torch.diag_embed(1 - m)
-            J = J * m[:, None, :]
-            chol, info = torch.linalg.cholesky_ex(N)
-            for i in range(c):
-                if int(info[i]) == 0:
-                    Z = torch.linalg.solve_triangular(chol[i], J[i].T, upper=False)
-                    R = Z.T @ Z
+            Z = torch.zeros_like(J)
+            res = J.clone()
+            direction = res.clone()
+            rs = (res * res).sum(-1)                                        # (c, F)
+            stop = (rtol ** 2) * rs
+            bad = torch.zeros(len(chunk), dtype=torch.bool, device=self.device)
+            for _ in range(d):
+                active = rs > stop
+                if not bool(active.any()):
+                    break
+                Nd = N(direction)
+                curv = (direction * Nd).sum(-1)
+                bad |= (active & (curv <= 0)).any(dim=1)
+                step = torch.where(active & (curv > 0), rs / curv.clamp_min(1e-300),
+                                   torch.zeros_like(rs))
+                Z += step[..., None] * direction
+                res -= step[..., None] * Nd
+                rs_new = (res * res).sum(-1)
+                beta = torch.where(active, rs_new / rs.clamp_min(1e-300), torch.zeros_like(rs))
+                direction = res + beta[..., None] * direction
+                rs = rs_new
+            for i in range(len(chunk)):
+                if bool(bad[i]):
+                    indefinite += 1
+                    out.append(None)
                 else:
-                    # not a strict local maximum: keep the directions where it is one
-                    lam, U = torch.linalg.eigh(N[i])
-                    keep = lam > max(1e-8 * float(lam.abs().max()), 1e-12)
-                    JU = J[i] @ U[:, keep]
-                    R = (JU / lam[keep]) @ JU.T
-                out.append(_feature_factor(R))
+                    out.append(_feature_factor(J[i] @ Z[i].T))
+        if indefinite:
+            warnings.warn(
+                f"{indefinite} row(s) are no strict local maximum of the penalised attack "
+                f"(gamma={gamma} below the curvature of the loss in the input); their "
+                "indirect term is left out of the total Hessian (raise gamma).",
+                ConvergenceWarning, stacklevel=4)
         return out
 
     def _head_indirect_sum(self, theta, theta_t, rows, cols_t):
