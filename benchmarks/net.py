@@ -127,7 +127,7 @@ def run(X, y, Xt, yt, n_train=3000, n_body=10000, n_test=1000, device="cpu", see
     sizes = sizes or [1, 5, max(1, n_train // 100)]
     table = forgetters(neumann_order)
     names = names or DEFAULT_NAMES
-    obj = net.training_objective()
+    obj = net.training_objective()[0]
     theta0 = net.forgetting_params()
     rows_out = []
     spread = None

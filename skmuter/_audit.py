@@ -14,6 +14,7 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.utils.validation import check_is_fitted
 
+from .linear._base import BaseAdversarialLinear
 from .linear._objective import LinearObjective
 
 __all__ = ["membership_audit"]
@@ -44,7 +45,7 @@ def _linear_losses(est, X, y, loss):
     points = "adversarial" if loss == "robust" else "clean"
     threat = est.attack_.threat(X.shape[1])
     total = np.zeros(X.shape[0])
-    for fitted, theta, target in zip(est._objectives, est._get_thetas(),
+    for fitted, theta, target in zip(est.training_objective(), est._get_thetas(),
                                      _linear_targets(est, y)):
         # The fitted objective's loss and threat, on the audited rows.
         obj = LinearObjective(X, target, fitted.loss.name, threat, fitted.alpha,
@@ -71,7 +72,7 @@ def _proba_losses(est, X, y):
 
 
 def _row_losses(est, X, y, loss):
-    if hasattr(est, "_objectives") and hasattr(est, "_worst_scores"):
+    if isinstance(est, BaseAdversarialLinear):
         return _linear_losses(est, X, y, loss)
     if loss == "robust":
         raise ValueError(

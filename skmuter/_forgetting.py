@@ -15,19 +15,23 @@ forgotten rows, and the request log. A model provides a few hooks:
     Raise if the kept rows would miss a class (classifiers).
 
 and the fitted attributes ``n_train_``, ``forgotten_``, ``forget_log_``,
-``forgetter_`` set by :func:`reset_forgetting` at the end of ``fit``.
+``forgetter_`` set by :func:`reset_forgetting` at the end of ``fit``. A model
+fitted with certified removal also sets ``certificate_`` (a dict, see
+:mod:`skmuter.certified`) and ``_certified`` (its
+:class:`~skmuter.certified.CertifiedRemoval` settings); :meth:`ForgetMixin._certify`
+then checks every call against the budget before it is committed.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-import warnings
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._warnings import warn
 from .forgetters import ForgetWarning, resolve_forgetter
 
 #: past this fraction of forgotten training rows, forgetting warns that a refit
@@ -42,6 +46,11 @@ def reset_forgetting(est, n_train):
     est.forget_log_ = []
     est.forgetter_ = None
     est._forgetter_states = None
+
+
+def prepare_states(template, objectives, thetas, rows):
+    """A fresh forgetter state per problem, linearised at ``thetas`` over ``rows``."""
+    return [clone(template).prepare(obj, theta, rows) for obj, theta in zip(objectives, thetas)]
 
 
 def _same_params(a, b):
@@ -145,6 +154,26 @@ class ForgetMixin:
         rows = self._validate_request(indices)
         return self._run_requests([np.array([r]) for r in rows])
 
+    def check_forget_request(self, indices):
+        """Check a forget request without applying it.
+
+        Raises what :meth:`forget` would raise on the same request (bad,
+        duplicate or already forgotten indices; a request that would leave a
+        class without rows). A pipeline checks its final step this way before
+        any step forgets.
+
+        Parameters
+        ----------
+        indices : array-like of int or bool
+            Positions in the original training set, or a boolean mask.
+
+        Returns
+        -------
+        rows : ndarray of int
+            The requested positions, in the given order.
+        """
+        return self._validate_request(indices)
+
     def _kept_mask(self):
         kept = np.ones(self.n_train_, dtype=bool)
         kept[self.forgotten_] = False
@@ -173,9 +202,7 @@ class ForgetMixin:
                     "linearised at the fitted model, so refit before switching."
                 )
             t0 = time.perf_counter()
-            rows = np.flatnonzero(kept)
-            states = [clone(template).prepare(obj, theta, rows)
-                      for obj, theta in zip(objectives, thetas)]
+            states = prepare_states(template, objectives, thetas, np.flatnonzero(kept))
             precompute = time.perf_counter() - t0
         else:
             states = copy.deepcopy(self._forgetter_states)
@@ -209,13 +236,12 @@ class ForgetMixin:
         exact_now = bool(records[-1].get("certified_retrain"))
         if (fraction > RETRAIN_ADVICE_FRACTION and template.label() != "retrain"
                 and not exact_now):
-            warnings.warn(
+            warn(
                 f"{fraction:.0%} of the training rows are now forgotten; a forgetter "
                 "linearised at the fitted model errs with the square of the removed "
                 "fraction, so refitting on remaining_training_data() (or "
                 "forgetter='retrain') would be wiser. Check with skmuter.metrics.",
                 ForgetWarning,
-                stacklevel=3,
             )
         self._forgetter_states = states
         self.forgetter_ = template
@@ -228,9 +254,60 @@ class ForgetMixin:
         return self
 
     def _certify(self, thetas, states, remaining, records, template):
-        """Hook: check (and possibly replace) the result before it is committed.
+        """Certified removal's one hook: check the result before it is committed.
+
+        Without a certificate the result passes unchanged. With one, the
+        summed gradient residual of the parameters this call would publish
+        is checked against the budget (:meth:`CertifiedRemoval.check
+        <skmuter.certified.CertifiedRemoval.check>`); over budget with
+        ``on_spent='retrain'`` the problems are re-solved exactly on the
+        ``remaining`` rows (the same perturbed objective, through each
+        objective's ``refit``) and the forgetter linearised afresh there. The
+        call's last record gets the certified fields.
 
         Returns ``(thetas, states, certificate)``; ``certificate`` (or None) is
         stored as ``certificate_``. May raise to reject the whole call.
         """
-        return thetas, states, None
+        if getattr(self, "certificate_", None) is None:
+            return thetas, states, None
+        settings = self._certified
+        cert = dict(self.certificate_)
+        objectives = self._forget_objectives()
+        res = settings.residuals(objectives, thetas, remaining)
+        proposed = max(res)
+        spent, over = settings.check(res, cert["budget"])
+        t0 = time.perf_counter()
+        if over:
+            thetas = [o.refit(remaining, theta0=t) for o, t in zip(objectives, thetas)]
+            states = prepare_states(template, objectives, thetas, remaining)
+            res = settings.residuals(objectives, thetas, remaining)
+            spent = max(res) / cert["budget"]
+            cert["n_retrains"] += 1
+        cert.update(residual=res, spent=spent)
+        records[-1].update(proposed_residual=proposed, certified_residual=max(res),
+                           budget_spent=spent,
+                           certified_retrain=bool(over),
+                           certified_retrain_time=time.perf_counter() - t0 if over else 0.0)
+        return thetas, states, cert
+
+    def _relinearise(self, rows):
+        """After the parameters moved outside a forgetter (re-expressed on new
+        features): re-measure the certificate and rebuild the forgetting memory
+        at the current parameters over ``rows``.
+
+        Raises ``RuntimeError`` when the new parameters overspend the
+        certificate's budget (the caller restores its state).
+        """
+        objectives = self._forget_objectives()
+        thetas = self._get_thetas()
+        if getattr(self, "certificate_", None) is not None:
+            res = self._certified.residuals(objectives, thetas, rows)
+            spent = max(res) / self.certificate_["budget"]
+            if spent > 1:
+                raise RuntimeError(f"re-expressed parameters spend {spent:.2f} times the "
+                                   "certified-removal budget")
+            self.certificate_ = dict(self.certificate_, residual=res, spent=spent)
+            if self.forget_log_:
+                self.forget_log_[-1].update(certified_residual=max(res), budget_spent=spent)
+        if self.forgetter_ is not None:
+            self._forgetter_states = prepare_states(self.forgetter_, objectives, thetas, rows)

@@ -78,17 +78,25 @@ class KinkedRows(Protocol):
     """Rows whose robust loss is a max of two smooth branches (squared loss).
 
     At an optimum a few rows sit on the kink (both worst cases tie); the exact
-    local model then keeps them there with a convex weight ``lam``.
+    local model keeps them there with a convex weight ``lam`` per row, and a
+    step may move other rows onto a kink. The model's ``ties`` (the rows on a
+    tie with their weights) are passed as ``ties=`` to ``grad_sum``,
+    ``hessian_sum`` and ``zero_kkt_terms``, which then count a tied row as both
+    branches, weighted.
     """
 
-    def tie_state(self, theta, rows, cols=None):
-        """The rows on a tie with their weights, or None where nothing can tie."""
+    def kink_model(self, theta, rows, cols=None):
+        """The local kink model at ``theta`` for ``rows`` on ``cols``, or None
+        where nothing can tie. It provides
 
-    def branch_terms(self, theta, rows, cols, sign):
-        """Loss and per-row gradient of each row on the branch ``sign``."""
-
-    def branch_factors(self, theta, rows, cols):
-        """Rank-one factors of both branches' curvatures, or None (not rank one)."""
+        * ``ties``: the rows on a tie and their weights,
+        * ``solve(objective, A, rhs, remaining, cols=None, theta=None)``: the
+          exact minimiser of the piecewise-quadratic model whose quadratic part
+          (every row on its branch, tied rows at their weights) is
+          ``A x = rhs``, over the ``remaining`` rows (``cols``, ``theta``:
+          another point and coordinates for the same rows),
+        * ``purge(rows)``: erase what it keeps of forgotten rows.
+        """
 
 
 @runtime_checkable

@@ -6,6 +6,11 @@ import inspect
 import os
 import warnings
 
+
+class ForgetWarning(UserWarning):
+    """A forget request was solved with a fallback (damping or least squares)."""
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -1,31 +1,32 @@
-"""Adversarial attacks and the exact worst case of linear models.
+"""Adversarial attacks: cloneable parameter objects and the threat model.
 
-Two kinds of object live here.
-
-* :class:`PGD` and :class:`FGSM` are cloneable parameter objects in the
-  scikit-learn sense: they store a threat model (``epsilon``, ``norm``,
-  ``clip``) and an iterative recipe. Passed as the ``attack`` parameter of an
-  estimator, their parameters are reachable as ``attack__epsilon`` in a grid
-  search. :meth:`PGD.perturb` runs the attack on any model that supplies the
-  gradient of its loss with respect to the input.
-* :class:`Threat` is the validated threat model. For a linear score
-  ``z = w . x + b`` the worst case over the ball (intersected with the input
-  box when ``clip`` is set) has an exact answer, which :class:`BoundThreat`
-  computes: in closed form for l_inf (with or without box) and l_2 without box,
-  and by an exact one-dimensional search over sorted break points for l_2 with
-  a box. PGD and FGSM can never beat it on a linear model.
+* :class:`PGD`, :class:`FGSM` and :class:`Penalized` are cloneable parameter
+  objects in the scikit-learn sense: they store a threat model (``epsilon``,
+  ``norm``, ``clip``) and an iterative recipe. Passed as the ``attack``
+  parameter of an estimator, their parameters are reachable as
+  ``attack__epsilon`` in a grid search. :meth:`PGD.perturb` runs the attack on
+  any model that supplies the gradient of its loss with respect to the input.
+* :class:`Threat` is the validated threat model (``epsilon``, ``norm``,
+  ``clip``), with the membership check and projection every attack uses. The
+  exact worst case of a linear model over it lives with the linear models
+  (``skmuter.linear._worst_case``).
 """
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
-from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Hidden,
+    Interval,
+    Options,
+    validate_parameter_constraints,
+)
 
-__all__ = ["FGSM", "PGD", "BoundThreat", "Penalized", "Threat", "resolve_attack"]
+__all__ = ["FGSM", "PGD", "Penalized", "Threat", "resolve_attack"]
 
 DEFAULT_EPSILON = 0.1
 
@@ -37,7 +38,7 @@ def _parse_norm(norm):
             return "inf"
         if key in ("2", "l2", "l_2"):
             return 2
-    elif isinstance(norm, numbers.Real) and not isinstance(norm, bool):
+    elif isinstance(norm, Real) and not isinstance(norm, bool):
         if np.isinf(norm):
             return "inf"
         if norm == 2:
@@ -45,8 +46,57 @@ def _parse_norm(norm):
     raise ValueError(f"norm must be 'inf' or 2, got {norm!r}.")
 
 
+class _NotBool(Interval):
+    """An :class:`~sklearn.utils._param_validation.Interval` refusing booleans
+    (``True`` is no radius, price or count)."""
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
+class _Norm(Options):
+    """The ball's norm: ``'inf'`` or 2, in any of the spellings of :func:`_parse_norm`."""
+
+    def __init__(self):
+        super().__init__(object, {"inf", 2})
+
+    def is_satisfied_by(self, val):
+        try:
+            _parse_norm(val)
+        except ValueError:
+            return False
+        return True
+
+    def __str__(self):
+        return "'inf' or 2 (also 'linf', 'l_inf', numpy.inf, 'l2', 'l_2')"
+
+
+#: constraints shared by the attacks and :class:`Threat`
+_RADIUS = _NotBool(Real, 0, None, closed="left")  # finite, >= 0
+_POSITIVE = _NotBool(Real, 0, None, closed="neither")  # finite, > 0
+_STEP = Interval(Real, 0, None, closed="left")  # finite, >= 0
+_NORM = _Norm()
+_CLIP = [None, "array-like"]  # a pair (low, high): checked by Threat
+
+
 class _Attack(BaseEstimator):
-    """Shared validation and projection of the attacks."""
+    """Shared validation and projection of the attacks.
+
+    Parameters are checked against ``_parameter_constraints`` when the attack
+    is used (:meth:`_check`); what depends on the data (per-feature ``clip``
+    bounds, inputs inside the box) and on two parameters together
+    (``step_size <= epsilon``) is checked there too.
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
+        "epsilon": [_RADIUS],
+        "norm": [_NORM],
+        "step_size": [None, _STEP],
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "random_start": ["boolean", Hidden(Options(Integral, {0, 1}))],
+        "clip": _CLIP,
+        "random_state": ["random_state"],
+    }
 
     def _step_size(self) -> float:
         raise NotImplementedError
@@ -62,10 +112,10 @@ class _Attack(BaseEstimator):
         return Threat(self.epsilon, self.norm, self.clip, n_features)
 
     def _check(self, n_features):
+        """Validate the parameters; return the :class:`Threat` and the step size."""
+        self._validate_params()
         threat = self.threat(n_features)
         step = self._step_size()
-        if not np.isfinite(step) or step < 0:
-            raise ValueError(f"step_size must be a finite non-negative number, got {step!r}.")
         if step > threat.epsilon * (1 + 1e-12) and threat.epsilon > 0:
             raise ValueError(
                 f"step_size={step!r} is larger than epsilon={threat.epsilon!r}; "
@@ -117,6 +167,12 @@ class _Attack(BaseEstimator):
         """
         X = np.asarray(X, dtype=np.float64)
         threat, step = self._check(X.shape[1])
+        return self._run(X, y, input_grad, threat, step)
+
+    def _run(self, X, y, input_grad, threat, step):
+        """:meth:`perturb` with the parameters validated already (``threat, step =
+        self._check(n_features)``): a training loop checks them once, not per batch."""
+        X = np.asarray(X, dtype=np.float64)
         threat.check_inside(X)
         rng = check_random_state(self.random_state)
         delta = self._start(X, threat, rng)
@@ -183,8 +239,6 @@ class PGD(_Attack):
         self.random_state = random_state
 
     def _n_steps(self):
-        if not isinstance(self.n_steps, numbers.Integral) or self.n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {self.n_steps!r}.")
         return int(self.n_steps)
 
     def _step_size(self):
@@ -297,6 +351,14 @@ class Penalized(_Attack):
     random_start = False
     random_state = None
 
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
+        "gamma": [_POSITIVE],
+        "n_steps": [_NotBool(Integral, 1, None, closed="left")],
+        "tol": [_POSITIVE],
+        "step_size": [None, _POSITIVE],
+        "clip": _CLIP,
+    }
+
     def __init__(self, gamma=1.0, n_steps=200, tol=1e-10, step_size=None, clip=None):
         self.gamma = gamma
         self.n_steps = n_steps
@@ -305,21 +367,18 @@ class Penalized(_Attack):
         self.clip = clip
 
     def _gamma(self):
-        return _positive(self.gamma, "gamma")
+        return float(self.gamma)
 
     def _n_steps(self):
-        if not isinstance(self.n_steps, numbers.Integral) or isinstance(self.n_steps, bool) \
-                or self.n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {self.n_steps!r}.")
         return int(self.n_steps)
 
     def _tol(self):
-        return _positive(self.tol, "tol")
+        return float(self.tol)
 
     def _step_size(self):
         if self.step_size is None:
             return 1.0 / self._gamma()
-        return _positive(self.step_size, "step_size")
+        return float(self.step_size)
 
     def threat(self, n_features: int | None = None) -> Threat:
         """The input box of the attack as a :class:`Threat` (no ball: ``epsilon=inf``).
@@ -334,9 +393,7 @@ class Penalized(_Attack):
         return threat
 
     def _check(self, n_features):
-        self._gamma()
-        self._n_steps()
-        self._tol()
+        self._validate_params()
         return self.threat(n_features), self._step_size()
 
     def _ascend(self, X, y, delta, input_grad, threat, step):
@@ -347,14 +404,6 @@ class Penalized(_Attack):
         """Every row's step is below ``tol * (1 + ||delta||)``."""
         change = np.linalg.norm(new - delta, axis=1)
         return bool(np.all(change <= self._tol() * (1 + np.linalg.norm(new, axis=1))))
-
-
-def _positive(value, name):
-    """``value`` as a float, or a ``ValueError`` naming ``name`` unless finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    return float(value)
 
 
 def resolve_attack(attack):
@@ -391,13 +440,19 @@ class Threat:
         Box of the input domain, scalars or arrays of length ``n_features``.
     n_features : int, optional
         Checks the shape of per-feature bounds.
+
+    ``epsilon``, ``norm`` and ``clip`` meet the attacks' constraints; that
+    ``clip`` is a pair of bounds, of the inputs' width and not inverted is
+    checked here, where the number of features is known.
     """
 
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
+        "epsilon": [_RADIUS], "norm": [_NORM], "clip": _CLIP}
+
     def __init__(self, epsilon, norm="inf", clip=None, n_features=None):
-        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-            raise TypeError(f"epsilon must be a real number, got {epsilon!r}.")
-        if not np.isfinite(epsilon) or epsilon < 0:
-            raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
+        validate_parameter_constraints(
+            self._parameter_constraints, {"epsilon": epsilon, "norm": norm, "clip": clip},
+            caller_name=type(self).__name__)
         self.epsilon = float(epsilon)
         self.norm = _parse_norm(norm)
         self.low = self.high = None
@@ -451,220 +506,3 @@ class Threat:
             # Clipping moves each coordinate towards 0, so the norm never grows.
             delta = np.clip(X + delta, self.low, self.high) - X
         return delta
-
-    def bind(self, X, cols=None, compress=False) -> BoundThreat:
-        """Return the exact worst-case oracle of a linear model on rows ``X``.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n, k)
-            Rows, restricted to the feature columns ``cols`` when given (the
-            l_inf threat is separable over features).
-        cols : array of int, optional
-            Original feature indices of the columns of ``X``.
-        compress : bool, default=False
-            Store the l_inf box rooms as per-column constants minus sparse
-            matrices (fast repeated products on large data; only the
-            ``linf_*`` methods are then available).
-        """
-        return BoundThreat(self, X, cols=cols, compress=compress)
-
-
-class _ColumnConstMinusSparse:
-    """A matrix stored as ``c[None, :] - S`` with ``S`` sparse (CSR).
-
-    The l_inf box rooms ``min(eps, x - low)`` and ``min(eps, high - x)`` equal
-    0 or ``eps`` on most entries of typical data (image background, one-hot
-    columns): per column the more frequent value goes into ``c``.
-    """
-
-    def __init__(self, M, eps):
-        n = M.shape[0]
-        at_eps = np.count_nonzero(M == eps, axis=0)
-        at_zero = np.count_nonzero(M == 0, axis=0)
-        self.c = np.where(at_eps > at_zero, eps, 0.0)
-        S = self.c[None, :] - M
-        self.S = sparse.csr_matrix(S)
-        self.shape = M.shape
-        self.n = n
-
-    __array_ufunc__ = None  # make ``H @ self`` call ``__rmatmul__``
-
-    def __matmul__(self, V):
-        return (self.c @ V)[None, :] - self.S @ V
-
-    def __rmatmul__(self, H):
-        # H is (k, n): returns (k, d)
-        return np.outer(H.sum(axis=1), self.c) - np.asarray((self.S.T @ H.T).T)
-
-
-def _products(M, V):
-    """``M @ V`` for ``V`` of shape (d, k); ``M`` may be a scalar constant matrix."""
-    if isinstance(M, (float, np.floating)):
-        return (M * V.sum(axis=0))[None, :]
-    return M @ V
-
-
-def _rproducts(M, H):
-    """``H @ M`` for ``H`` of shape (k, n); returns (k, d) (broadcastable)."""
-    if isinstance(M, (float, np.floating)):
-        return (M * H.sum(axis=1))[:, None]
-    return H @ M
-
-
-class BoundThreat:
-    """Exact worst case of a linear score on fixed rows ``X``.
-
-    For a direction ``s_i`` in {-1, +1} per row and weights ``w``, the
-    adversary maximises ``s_i * w . delta_i`` over the threat set of row ``i``.
-    ``shift`` is that maximum (>= 0), ``delta`` the maximiser; the worst-case
-    score is ``z_i + s_i * shift_i``.
-
-    For l_inf the room of each coordinate is ``P = min(eps, x - low)`` below
-    and ``Q = min(eps, high - x)`` above (scalars ``eps`` without box): the
-    maximiser takes ``Q`` where ``s w_j > 0`` and ``-P`` where ``s w_j < 0``.
-    """
-
-    def __init__(self, threat: Threat, X, cols=None, compress=False):
-        self.threat = threat
-        self.X = X
-        self.n, self.d = X.shape
-        eps = threat.epsilon
-        if threat.boxed:
-            low, high = threat.low, threat.high
-            if cols is not None:
-                low = low[cols] if low.ndim else low
-                high = high[cols] if high.ndim else high
-            # For l_2 the box room is capped at eps too: harmless, |delta_j| <= eps.
-            self.P = np.minimum(eps, X - low)
-            self.Q = np.minimum(eps, high - X)
-            np.maximum(self.P, 0.0, out=self.P)
-            np.maximum(self.Q, 0.0, out=self.Q)
-            if compress and threat.norm == "inf":
-                self.P = _ColumnConstMinusSparse(self.P, eps)
-                self.Q = _ColumnConstMinusSparse(self.Q, eps)
-        else:
-            self.P = self.Q = eps
-
-    # ---- l_inf pieces, linear in (w+, w-) --------------------------------
-    def linf_shifts(self, wp, wm):
-        """Return ``(up, down)``: the l_inf shifts for ``s=+1`` and ``s=-1``."""
-        V = np.column_stack([wp, wm])
-        PV = _products(self.P, V)
-        QV = _products(self.Q, V)
-        up = QV[:, 0] + PV[:, 1]
-        down = PV[:, 0] + QV[:, 1]
-        if up.shape[0] != self.n:
-            up, down = np.full(self.n, up[0]), np.full(self.n, down[0])
-        return up, down
-
-    def linf_split_grads(self, g, s):
-        """Return ``(A, B)``: gradients of ``sum_i g_i s_i shift_i`` in ``w+`` and ``w-``."""
-        H = np.vstack([np.where(s > 0, g, 0.0), np.where(s > 0, 0.0, g)])
-        PH = _rproducts(self.P, H)
-        QH = _rproducts(self.Q, H)
-        A = QH[0] - PH[1]
-        B = PH[0] - QH[1]
-        if A.shape[0] != self.d:
-            A, B = np.full(self.d, A[0]), np.full(self.d, B[0])
-        return A, B
-
-    # ---- general interface ------------------------------------------------
-    def shifts(self, w):
-        """Return ``(up, down)`` for both directions at weights ``w``."""
-        if self.threat.norm == "inf":
-            return self.linf_shifts(np.maximum(w, 0.0), np.maximum(-w, 0.0))
-        if not self.threat.boxed:
-            t = np.full(self.n, self.threat.epsilon * np.linalg.norm(w))
-            return t, t
-        up = np.einsum("ij,j->i", self._l2_box_delta(w, np.ones(self.n))[0], w)
-        down = -np.einsum("ij,j->i", self._l2_box_delta(w, -np.ones(self.n))[0], w)
-        return up, down
-
-    def delta(self, w, s, cols=None):
-        """Return the maximiser ``delta`` (rows x ``cols``) for directions ``s``."""
-        s = np.asarray(s, dtype=np.float64)
-        if self.threat.norm == "inf":
-            idx = slice(None) if cols is None else cols
-            sw = s[:, None] * w[idx][None, :]
-            P = self.P if np.ndim(self.P) == 0 else self.P[:, idx]
-            Q = self.Q if np.ndim(self.Q) == 0 else self.Q[:, idx]
-            return np.where(sw > 0, Q, np.where(sw < 0, -P, 0.0))
-        if not self.threat.boxed:
-            nw = np.linalg.norm(w)
-            unit = w / nw if nw > 0 else np.zeros_like(w)
-            out = self.threat.epsilon * s[:, None] * unit[None, :]
-        else:
-            out = self._l2_box_delta(w, s)[0]
-        return out if cols is None else out[:, cols]
-
-    def deltaT_dot(self, w, s, g):
-        """Return ``sum_i g_i delta_i`` without forming ``delta`` where possible."""
-        if self.threat.norm == "inf":
-            A, B = self.linf_split_grads(g, s)
-            return np.where(w > 0, A, np.where(w < 0, -B, 0.0))
-        if not self.threat.boxed:
-            nw = np.linalg.norm(w)
-            if nw == 0:
-                return np.zeros(self.d)
-            return self.threat.epsilon * float(np.dot(g, s)) * w / nw
-        return g @ self._l2_box_delta(w, s)[0]
-
-    def l2_curvature(self, w, s):
-        """Curvature of the l_2 shift: ``shift_i`` is ``eps_F,i * ||w_{F_i}||`` plus a
-        linear term, so its Hessian is ``eps_F,i / rho_i * (I_F - w_F w_F^T / rho_i^2)``.
-
-        Returns ``(scale, F, rho)`` with ``scale = eps_F / rho`` (0 where the ball
-        is inactive), ``F`` the free-coordinate mask (None: all free) and
-        ``rho = ||w_F||``.
-        """
-        if not self.threat.boxed:
-            rho = np.linalg.norm(w)
-            scale = self.threat.epsilon / rho if rho > 0 else 0.0
-            return np.full(self.n, scale), None, np.full(self.n, rho)
-        _, F, eps_f = self._l2_box_delta(w, s)
-        rho = np.sqrt(((F * w) ** 2).sum(axis=1))
-        scale = np.divide(eps_f, rho, out=np.zeros(self.n), where=rho > 0)
-        return scale, F, rho
-
-    def _l2_box_delta(self, w, s):
-        """Maximise ``u . delta`` over ``||delta||_2 <= eps`` and ``-P <= delta <= Q``.
-
-        The maximiser is ``clip(lam * u, -P, Q)`` for the ``lam`` at which its
-        norm reaches ``eps`` (or the box corner when that lies inside the ball).
-        Break points ``|corner_j| / |u_j|`` are sorted per row and the segment
-        holding ``eps`` found from cumulative sums: exact, no iteration.
-        Returns ``(delta, free_mask, eps_free)``.
-        """
-        eps = self.threat.epsilon
-        u = s[:, None] * w[None, :]
-        P = np.broadcast_to(self.P, u.shape)
-        Q = np.broadcast_to(self.Q, u.shape)
-        corner = np.where(u > 0, Q, np.where(u < 0, -P, 0.0))
-        au = np.abs(u)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            brk = np.where(au > 0, np.abs(corner) / au, np.inf)
-        order = np.argsort(brk, axis=1)
-        b_s = np.take_along_axis(brk, order, axis=1)
-        c2 = np.take_along_axis(corner**2, order, axis=1)
-        u2 = np.take_along_axis(au**2, order, axis=1)
-        clipped_before = np.cumsum(c2, axis=1) - c2  # sum_{m<k} c_m^2
-        free_from = np.cumsum(u2[:, ::-1], axis=1)[:, ::-1]  # sum_{m>=k} u_m^2
-        finite = np.isfinite(b_s)
-        # Squared norm of the maximiser at each break point; past the last finite
-        # break point only zero-direction coordinates remain and the norm stays put.
-        norm_at = clipped_before + np.where(finite, np.where(finite, b_s, 0.0) ** 2, 0.0) * free_from
-        reach = norm_at >= eps**2
-        inside = ~reach.any(axis=1) | (eps == 0)
-        k = np.argmax(reach, axis=1)
-        rows = np.arange(u.shape[0])
-        denom = free_from[rows, k]
-        lam2 = np.divide(eps**2 - clipped_before[rows, k], denom, out=np.zeros(u.shape[0]),
-                         where=denom > 0)
-        lam = np.sqrt(np.maximum(lam2, 0.0))
-        delta = np.clip(lam[:, None] * u, -P, Q)
-        free = (brk > lam[:, None]) & ~inside[:, None]
-        delta = np.where(inside[:, None], corner, delta)
-        pinned2 = np.where(free, 0.0, delta**2).sum(axis=1)
-        eps_free = np.where(inside, 0.0, np.sqrt(np.maximum(eps**2 - pinned2, 0.0)))
-        return delta, free, eps_free

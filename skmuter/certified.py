@@ -45,11 +45,13 @@ estimator.
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._warnings import warn
 
 __all__ = ["CertificationError", "CertificationWarning", "CertifiedRemoval"]
 
@@ -64,6 +66,11 @@ class CertificationWarning(UserWarning):
 
 class CertifiedRemoval(BaseEstimator):
     """Settings of certified removal for :class:`~skmuter.AdversarialLogisticRegression`.
+
+    It draws each problem's secret linear term at fit (:meth:`linear_terms`)
+    and owns the budget: the certificate of the fit (:meth:`certificate`) and
+    the check every forget goes through before it is committed (:meth:`check`
+    on :meth:`residuals`).
 
     Parameters
     ----------
@@ -111,6 +118,26 @@ class CertifiedRemoval(BaseEstimator):
         self.noise = noise
         self.on_spent = on_spent
 
+    def linear_terms(self, n_problems, n_params, random_state=None):
+        """Draw the secret linear term ``b ~ N(0, noise^2 I)`` of each problem.
+
+        Parameters
+        ----------
+        n_problems : int
+            Number of separately perturbed problems (one per one-vs-rest class).
+        n_params : int
+            Parameters of each problem.
+        random_state : int, RandomState instance or None
+            Source of the noise.
+
+        Returns
+        -------
+        terms : list of ndarray of shape (n_params,)
+        """
+        self._validate_params()
+        rng = check_random_state(random_state)
+        return [rng.normal(0.0, self.noise, n_params) for _ in range(n_problems)]
+
     def budget(self, n_problems=1):
         """Largest gradient residual (summed objective) that keeps the certificate.
 
@@ -129,31 +156,86 @@ class CertifiedRemoval(BaseEstimator):
         c = np.sqrt(2.0 * np.log(1.5 * n_problems / self.delta))
         return float(self.noise * eps / c)
 
+    @staticmethod
+    def residuals(objectives, thetas, rows):
+        """Gradient residual of each summed perturbed objective over ``rows``.
 
-def summed_residual(obj, theta, rows):
-    """Gradient residual of the summed perturbed objective over ``rows``."""
-    return len(rows) * float(np.linalg.norm(obj.kkt_vector(theta, rows)))
+        This is the norm of ``grad L_b(theta; rows)``, the shift of the linear
+        term that would make ``theta`` an exact optimum.
 
+        Parameters
+        ----------
+        objectives : list of objectives
+            One per problem, each with its linear term.
+        thetas : list of ndarray
+            The parameters of each problem.
+        rows : ndarray of int
+            The rows kept.
 
-def check_budget(settings, residuals, budget, stacklevel=4):
-    """Share of the budget spent; act on ``on_spent`` when it exceeds 1.
+        Returns
+        -------
+        residuals : list of float
+        """
+        return [len(rows) * float(obj.gradient_residual(theta, rows))
+                for obj, theta in zip(objectives, thetas)]
 
-    Returns ``(spent, over)`` where ``over`` says the caller must retrain.
-    """
-    spent = max(residuals) / budget
-    if spent <= 1.0:
-        return spent, False
-    message = (
-        f"the forget leaves a gradient residual of {max(residuals):.3g}, "
-        f"{spent:.2f} times the certified-removal budget {budget:.3g}"
-    )
-    if settings.on_spent == "raise":
-        raise CertificationError(
-            message + "; nothing was changed. Refit, forget fewer rows per model, or "
-            "use on_spent='retrain'."
+    def certificate(self, residuals, n_problems):
+        """The certificate of a fit whose summed residuals are ``residuals``.
+
+        Raises ``ValueError`` when the fit itself already exceeds the budget
+        (it is not converged enough to be certified).
+
+        Returns
+        -------
+        certificate : dict
+            ``budget``, ``residual``, ``spent`` and ``n_retrains`` (0).
+        """
+        budget = self.budget(n_problems)
+        if max(residuals) > budget:
+            raise ValueError(
+                f"the fit is not converged enough to certify removal: its gradient "
+                f"residual {max(residuals):.3g} exceeds the budget {budget:.3g}. Use "
+                "solver='exact', a smaller tol, or more noise."
+            )
+        return {"budget": budget, "residual": list(residuals),
+                "spent": max(residuals) / budget, "n_retrains": 0}
+
+    def check(self, residuals, budget):
+        """Share of the budget the residuals spend; act on ``on_spent`` above 1.
+
+        Parameters
+        ----------
+        residuals : list of float
+            Summed gradient residuals of the parameters a forget would publish.
+        budget : float
+            The certificate's budget.
+
+        Returns
+        -------
+        spent : float
+            ``max(residuals) / budget``.
+        retrain : bool
+            True when the caller must re-solve exactly (``on_spent='retrain'``
+            and the budget is exceeded).
+
+        Raises
+        ------
+        CertificationError
+            Over budget with ``on_spent='raise'``.
+        """
+        spent = max(residuals) / budget
+        if spent <= 1.0:
+            return spent, False
+        message = (
+            f"the forget leaves a gradient residual of {max(residuals):.3g}, "
+            f"{spent:.2f} times the certified-removal budget {budget:.3g}"
         )
-    if settings.on_spent == "warn":
-        warnings.warn(message + "; the model is no longer certified.", CertificationWarning,
-                      stacklevel=stacklevel)
-        return spent, False
-    return spent, True
+        if self.on_spent == "raise":
+            raise CertificationError(
+                message + "; nothing was changed. Refit, forget fewer rows per model, or "
+                "use on_spent='retrain'."
+            )
+        if self.on_spent == "warn":
+            warn(message + "; the model is no longer certified.", CertificationWarning)
+            return spent, False
+        return spent, True

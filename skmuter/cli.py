@@ -3,11 +3,13 @@
 ``skmuter demo``
     Offline, on scikit-learn's bundled digits (1 vs 7): adversarial fit,
     clean and robust accuracy, then forgetting 1% of the training rows with
-    every forgetter beside an exact retrain; prints a table and writes a PNG.
+    every forgetter beside an exact retrain; prints a table and writes a PNG
+    (when matplotlib, the ``plot`` extra, is installed; a note otherwise).
 ``skmuter bench``
     The MUter paper's linear experiments (see :mod:`skmuter.benchmark`):
     prints the efficiency table (Table 6 layout) and the effectiveness,
-    accuracy and robustness tables, and writes CSV files and PNG figures.
+    accuracy and robustness tables, and writes CSV files and PNG figures
+    (the figures with matplotlib only).
 
 Bad arguments end with one line on stderr and exit status 2.
 """
@@ -20,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+# The parser needs only choices and defaults here; each command imports what it runs.
 from . import __version__
 from .benchmark import (
     ATTACKS,
@@ -29,11 +32,6 @@ from .benchmark import (
     MODELS,
     PROTOCOLS,
     RETRAIN,
-    load_dataset,
-    paper_attack,
-    paper_estimator,
-    parse_removals,
-    run_benchmark,
 )
 from .datasets import DATA_ENV, DatasetNotFoundError
 from .forgetters import FORGETTER_NAMES
@@ -163,16 +161,27 @@ def _checked(func, *args):
 
 
 def _demo(args):
+    from .benchmark import (
+        BenchmarkSettings,
+        load_dataset,
+        paper_attack,
+        paper_estimator,
+        parse_removals,
+        run_benchmark,
+    )
+
     X_train, X_test, y_train, y_test = load_dataset("digits")
     removals = _checked(parse_removals, args.removal, len(y_train))
     attack = paper_attack("digits", "fgsm", random_state=args.seed)
     estimator = paper_estimator("logistic", attack)
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="skmuter-demo-"))
     print("skmuter demo: scikit-learn digits 1 vs 7, adversarial logistic regression")
+    settings = BenchmarkSettings(
+        removals=[removals[0][0]], forgetters=args.forgetters, repeats=args.repeats,
+        attack=attack, gradient_residuals="none", random_state=args.seed,
+        progress=not args.no_progress,
+    )
     result = run_benchmark(
-        estimator, X_train, y_train, X_test, y_test, removals=[removals[0][0]],
-        forgetters=args.forgetters, repeats=args.repeats, attack=attack,
-        gradient_residuals="none", random_state=args.seed, progress=not args.no_progress,
+        estimator, X_train, y_train, X_test, y_test, settings,
         info={"dataset": "digits 1 vs 7", "model": "logistic", "attack": "FGSM"},
     )
     print(result.report(tables=False))
@@ -189,12 +198,28 @@ def _demo(args):
     print(table.to_string(na_rep="-", formatters={
         "time (s)": _g3, "pre-comp. (s)": _g3, "dist. to retrain": _e2,
         "residual frac.": _g3, "clean acc.": _f4, "robust acc.": _f4}))
-    path = result.plot_overview(out / "demo.png")
-    print(f"\nfigure: {path}")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="skmuter-demo-"))
+    try:
+        path = result.plot_overview(out / "demo.png")
+    except ImportError as exc:  # matplotlib, an optional extra, is missing
+        if not args.out:
+            out.rmdir()
+        print(f"\nno figure: {exc}")
+    else:
+        print(f"\nfigure: {path}")
     return 0
 
 
 def _bench(args):
+    from .benchmark import (
+        BenchmarkSettings,
+        load_dataset,
+        paper_attack,
+        paper_estimator,
+        parse_removals,
+        run_benchmark,
+    )
+
     t_start = time.perf_counter()
     X_train, X_test, y_train, y_test = _checked(load_dataset, args.dataset, args.data)
     removals = _checked(parse_removals, args.removals, len(y_train))
@@ -209,18 +234,28 @@ def _bench(args):
           f"{repeats} repeats, "
           f"{'one row per request' if args.sequential else 'one request per size step'}"
           , flush=True)
+    settings = BenchmarkSettings(
+        removals=[lab for lab, _ in removals], forgetters=args.forgetters, repeats=repeats,
+        attack=attack, sequential=args.sequential,
+        gradient_residuals=args.gradient_residuals, random_state=args.seed,
+        progress=not args.no_progress,
+    )
     result = run_benchmark(
-        estimator, X_train, y_train, X_test, y_test, removals=[lab for lab, _ in removals],
-        forgetters=args.forgetters, repeats=repeats, attack=attack,
-        sequential=args.sequential, gradient_residuals=args.gradient_residuals,
-        random_state=args.seed, progress=not args.no_progress,
+        estimator, X_train, y_train, X_test, y_test, settings,
         info={"dataset": args.dataset, "model": args.model, "attack": args.attack.upper(),
               "alpha": args.alpha},
     )
     print(result.report())
     prefix = f"{args.dataset}_{args.model}_{args.attack}_"
-    paths = result.save(out, prefix=prefix)
-    print(f"\nwrote {len(paths)} files to {out}/ ({prefix}*.csv, {prefix}*.png)")
+    paths = result.save(out, prefix=prefix, figures=False)
+    try:
+        paths += result.plot(out, prefix=prefix)
+    except ImportError as exc:  # matplotlib, an optional extra, is missing
+        print(f"\nno figures: {exc}")
+        kinds = f"{prefix}*.csv"
+    else:
+        kinds = f"{prefix}*.csv, {prefix}*.png"
+    print(f"\nwrote {len(paths)} files to {out}/ ({kinds})")
     print(f"total {time.perf_counter() - t_start:.0f} s")
     return 0
 

@@ -59,7 +59,10 @@ def retrain(est):
     Returns
     -------
     retrained : estimator
-        Same parameters, ``solver='exact'`` for linear models, fitted on
+        The estimator's own ``retrain()`` when it has one (the skmuter
+        models: an exact solve of the same objective, certified removal's
+        linear term included); otherwise a clone with the same parameters
+        (``solver='exact'`` where offered) fitted on
         ``est.remaining_training_data()``.
 
     Examples
@@ -78,9 +81,6 @@ def retrain(est):
     check_is_fitted(est)
     if hasattr(est, "retrain"):
         return est.retrain()
-    if getattr(est, "certificate_", None) is not None:
-        # the same perturbed objective (its noise) on the remaining rows
-        return est._retrain_exact()
     X, y = est.remaining_training_data()
     new = clone(est)
     if "solver" in new.get_params():
@@ -170,12 +170,7 @@ def gradient_residual(est):
     True
     """
     check_is_fitted(est)
-    if hasattr(est, "gradient_residual"):
-        return float(est.gradient_residual())
-    rows = np.flatnonzero(est._kept_mask())
-    thetas = est._get_thetas()
-    return float(max(obj.kkt_residual(theta, rows)
-                     for obj, theta in zip(est.training_objective(), thetas)))
+    return float(est.gradient_residual())
 
 
 def robust_accuracy(est, X, y, attack=None):

@@ -16,9 +16,9 @@ a step is of none of them:
 * the **final estimator**, which must have ``forget``.
 
 When a scaler's statistics change, every remaining row's features change for
-the final estimator. The pipeline then re-expresses the estimator's stored
-training rows in the new feature space, maps its parameters so that its
-predictions are unchanged, and re-linearises: one Newton step with the exact
+the final estimator. Through the estimator's ``reexpress`` hook the pipeline
+then re-expresses its stored training rows in the new feature space, maps its
+parameters so that its predictions are unchanged, and re-linearises: one Newton step with the exact
 total Hessian of the new objective over the kept rows (``on_rescale='newton'``,
 MUter's step in the new coordinates, repeated to convergence) or an exact
 warm-started refit (``on_rescale='refit'``). The forgetting memory is then rebuilt at the new
@@ -32,15 +32,14 @@ import time
 from typing import ClassVar
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, PolynomialFeatures, StandardScaler
-from sklearn.preprocessing._data import _handle_zeros_in_scale
+from sklearn.preprocessing import PolynomialFeatures
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from ._forgetting import rows_and_kept, validate_indices
+from ._forgetting import validate_indices
+from ._scalers import ForgettingMinMaxScaler, ForgettingStandardScaler
 
 __all__ = [
     "ForgetPipeline",
@@ -48,289 +47,6 @@ __all__ = [
     "ForgettingStandardScaler",
     "make_forget_pipeline",
 ]
-
-
-# ---------------------------------------------------------------------------
-# Forgetting transformers
-# ---------------------------------------------------------------------------
-class _ForgettingTransformerMixin:
-    """Keep the training rows, forget some of them, recompute the statistics.
-
-    Subclasses implement ``_fit_stats(X)`` and ``_forget_stats(removed, kept)``
-    (``removed`` holds the rows being forgotten, ``kept`` the mask after the
-    request).
-    """
-
-    def fit(self, X, y=None, sample_weight=None):
-        """Compute the statistics and keep a float64 copy of ``X`` for forgetting.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training rows (dense, finite).
-        y : None
-            Ignored.
-        sample_weight : None
-            Not supported (forgetting a weighted row is not defined here).
-
-        Returns
-        -------
-        self : object
-            The fitted transformer. Any earlier forgetting state is discarded.
-        """
-        if sample_weight is not None:
-            raise ValueError(f"{type(self).__name__} does not support sample_weight.")
-        self._validate_params()
-        X = validate_data(self, X, dtype=np.float64, copy=True, order="C", reset=True)
-        self._X = X
-        self._fit_stats(X)
-        self.n_train_ = X.shape[0]
-        self.forgotten_ = np.zeros(0, dtype=np.int64)
-        return self
-
-    def partial_fit(self, X, y=None, sample_weight=None):
-        """Not supported: a forgetting scaler is fitted in one call to :meth:`fit`.
-
-        Raises
-        ------
-        NotImplementedError
-            Always; the rows seen by ``partial_fit`` could not be forgotten by
-            their position in one training set.
-        """
-        raise NotImplementedError(
-            f"{type(self).__name__} is fitted in one call to fit(); incremental fitting "
-            "would leave rows it cannot forget by position."
-        )
-
-    def _kept_mask(self):
-        kept = np.ones(self.n_train_, dtype=bool)
-        kept[self.forgotten_] = False
-        return kept
-
-    def forget(self, indices):
-        """Forget training rows: update the statistics and purge the rows.
-
-        Parameters
-        ----------
-        indices : array-like of int or bool
-            Positions in the training set given to :meth:`fit`, or a boolean
-            mask of its length. Cumulative, as for the skmuter estimators.
-
-        Returns
-        -------
-        self : object
-            The transformer with the statistics of the kept rows and the
-            forgotten rows zeroed in its stored copy. On error nothing changes.
-        """
-        check_is_fitted(self)
-        rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
-        stats = self._forget_stats(self._X[rows], kept)
-        # Commit: nothing above touched the transformer.
-        for name, value in stats.items():
-            setattr(self, name, value)
-        self._X[rows] = 0.0
-        self.forgotten_ = np.sort(np.concatenate([self.forgotten_, rows]))
-        return self
-
-    def partial_forget(self, indices):
-        """Forget rows one after another; the statistics end the same as :meth:`forget`.
-
-        Parameters
-        ----------
-        indices : array-like of int or bool
-            Positions in the training set, or a boolean mask.
-
-        Returns
-        -------
-        self : object
-        """
-        return self.forget(indices)
-
-    def remaining_training_data(self):
-        """Return the training rows not forgotten (the input of this step).
-
-        Returns
-        -------
-        X : ndarray of shape (n_remaining, n_features)
-        """
-        check_is_fitted(self)
-        return self._X[self._kept_mask()]
-
-
-class ForgettingStandardScaler(_ForgettingTransformerMixin, StandardScaler):
-    """``StandardScaler`` that can forget training rows (exact downdate).
-
-    Same parameters and transform as :class:`sklearn.preprocessing.StandardScaler`.
-    It keeps a float64 copy of its training rows, because forgetting by
-    position needs the values of the rows being forgotten; ``forget`` removes
-    their contribution from the mean and variance in ``O(k d)`` (the pairwise
-    update of Chan, Golub and LeVeque run backwards) and zeroes them in the copy.
-    The result equals a ``StandardScaler`` fitted on the kept rows up to
-    rounding. Inputs must be dense and finite; ``sample_weight`` and
-    ``partial_fit`` are not supported.
-
-    Parameters
-    ----------
-    copy : bool, default=True
-        Copy ``X`` in ``transform`` (the training copy is always kept).
-    with_mean : bool, default=True
-        Centre the data.
-    with_std : bool, default=True
-        Scale to unit variance.
-
-    Attributes
-    ----------
-    mean_, var_, scale_ : ndarray of shape (n_features,) or None
-        As in ``StandardScaler``, for the rows not forgotten.
-    n_samples_seen_ : int
-        Number of rows not forgotten.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of str
-        Feature names, when ``X`` had them.
-    n_train_ : int
-        Number of rows given to ``fit``.
-    forgotten_ : ndarray of int
-        Sorted positions of the forgotten rows.
-
-    See Also
-    --------
-    ForgettingMinMaxScaler : min-max scaling recomputed from the kept rows.
-    ForgetPipeline : forgets through every step of a pipeline.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from skmuter.pipeline import ForgettingStandardScaler
-    >>> X = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 8.0], [6.0, 0.0]])
-    >>> scaler = ForgettingStandardScaler().fit(X)
-    >>> scaler.forget([2]).mean_
-    array([2.66666667, 1.33333333])
-    >>> bool(np.allclose(scaler.scale_, StandardScaler().fit(X[[0, 1, 3]]).scale_))
-    True
-    """
-
-    def _fit_stats(self, X):
-        n = X.shape[0]
-        mean = X.mean(axis=0)
-        m2 = ((X - mean) ** 2).sum(axis=0)
-        self._set_stats(n, mean, m2)
-
-    def _set_stats(self, n, mean, m2):
-        self._mean, self._m2 = mean, m2
-        self.__dict__.update(self._public_stats(n, mean, m2))
-
-    def _public_stats(self, n, mean, m2):
-        var = m2 / n
-        out = {"n_samples_seen_": int(n), "_mean": mean, "_m2": m2}
-        if not self.with_mean and not self.with_std:
-            out.update(mean_=None, var_=None, scale_=None)
-            return out
-        out["mean_"] = mean.copy()
-        if self.with_std:
-            # As scikit-learn: near-constant features (within the rounding of
-            # the variance computation) get scale 1.
-            eps = np.finfo(np.float64).eps
-            constant = var <= n * eps * var + (n * mean * eps) ** 2
-            out["var_"] = var
-            out["scale_"] = _handle_zeros_in_scale(np.sqrt(var), copy=True,
-                                                   constant_mask=constant)
-        else:
-            out.update(var_=None, scale_=None)
-        return out
-
-    def _forget_stats(self, removed, kept):
-        n = self.n_samples_seen_
-        k = removed.shape[0]
-        n_kept = n - k
-        mean_u = removed.mean(axis=0)
-        m2_u = ((removed - mean_u) ** 2).sum(axis=0)
-        mean = (n * self._mean - k * mean_u) / n_kept
-        # Combining (kept, removed) gives M2 = M2_kept + M2_u + n_kept k / n (mean - mean_u)^2.
-        m2 = self._m2 - m2_u - (n_kept * k / n) * (mean - mean_u) ** 2
-        return self._public_stats(n_kept, mean, np.maximum(m2, 0.0))
-
-
-class ForgettingMinMaxScaler(_ForgettingTransformerMixin, MinMaxScaler):
-    """``MinMaxScaler`` that can forget training rows (extremes from the kept rows).
-
-    Same parameters and transform as :class:`sklearn.preprocessing.MinMaxScaler`.
-    The extremes of a feature cannot be downdated, so the scaler keeps a
-    float64 copy of its training rows; ``forget`` recomputes the minimum and
-    maximum of the kept rows for the features where a forgotten row held an
-    extreme (the others cannot change) and zeroes the forgotten rows. The
-    result equals a ``MinMaxScaler`` fitted on the kept rows exactly. Inputs
-    must be dense and finite; ``partial_fit`` is not supported.
-
-    Parameters
-    ----------
-    feature_range : tuple (min, max), default=(0, 1)
-        Range of the transformed training data.
-    copy : bool, default=True
-        Copy ``X`` in ``transform`` (the training copy is always kept).
-    clip : bool, default=False
-        Clip transformed values of held-out data to ``feature_range``.
-
-    Attributes
-    ----------
-    data_min_, data_max_, data_range_, scale_, min_ : ndarray of shape (n_features,)
-        As in ``MinMaxScaler``, for the rows not forgotten.
-    n_samples_seen_ : int
-        Number of rows not forgotten.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of str
-        Feature names, when ``X`` had them.
-    n_train_ : int
-        Number of rows given to ``fit``.
-    forgotten_ : ndarray of int
-        Sorted positions of the forgotten rows.
-
-    See Also
-    --------
-    ForgettingStandardScaler : standardisation by exact downdate.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skmuter.pipeline import ForgettingMinMaxScaler
-    >>> X = np.array([[0.0], [2.0], [10.0], [4.0]])
-    >>> scaler = ForgettingMinMaxScaler().fit(X)
-    >>> scaler.forget([2]).data_max_
-    array([4.])
-    >>> scaler.transform([[1.0]])
-    array([[0.25]])
-    """
-
-    def _fit_stats(self, X):
-        self.__dict__.update(self._public_stats(X.min(axis=0), X.max(axis=0), X.shape[0]))
-
-    def _public_stats(self, data_min, data_max, n):
-        lo, hi = self.feature_range
-        if lo >= hi:
-            raise ValueError(
-                f"Minimum of desired feature range must be smaller than maximum. Got "
-                f"{self.feature_range}."
-            )
-        data_range = data_max - data_min
-        scale = (hi - lo) / _handle_zeros_in_scale(data_range, copy=True)
-        return {
-            "data_min_": data_min, "data_max_": data_max, "data_range_": data_range,
-            "scale_": scale, "min_": lo - data_min * scale, "n_samples_seen_": int(n),
-        }
-
-    def _forget_stats(self, removed, kept):
-        data_min = self.data_min_.copy()
-        data_max = self.data_max_.copy()
-        touched = np.flatnonzero(
-            np.any(removed == data_min, axis=0) | np.any(removed == data_max, axis=0)
-        )
-        if touched.size:
-            rest = self._X[np.ix_(kept, touched)]
-            data_min[touched] = rest.min(axis=0)
-            data_max[touched] = rest.max(axis=0)
-        return self._public_stats(data_min, data_max, int(kept.sum()))
 
 
 # ---------------------------------------------------------------------------
@@ -376,15 +92,10 @@ def _affine_map(old, new):
     return a, mn - a * mo
 
 
-# Newton steps of on_rescale='newton' (quadratic convergence: 2 to 4 in practice).
-_MAX_NEWTON_STEPS = 10
-# Above this multiple of ``tol`` after the Newton steps, finish with the exact solver.
-_REFIT_FACTOR = 100.0
-
-
-def _has_linear_hooks(est):
-    return all(hasattr(est, name) for name in ("_X", "_objectives", "_get_thetas",
-                                               "_set_thetas", "forgetter_"))
+def _can_reexpress(est):
+    """Whether ``est`` has the ``reexpress(X_new, scale, offset, polish)`` hook
+    (the skmuter linear estimators)."""
+    return callable(getattr(est, "reexpress", None))
 
 
 class ForgetPipeline(Pipeline):
@@ -406,9 +117,10 @@ class ForgetPipeline(Pipeline):
     forgetting step's kept rows), its parameters mapped so that its
     predictions are unchanged (exact for per-feature affine scalers) and
     re-linearised according to ``on_rescale``; its forgetting memory is
-    rebuilt at the new parameters. This needs an estimator that keeps its
-    training rows (the skmuter linear estimators); for any other final
-    estimator a change of statistics makes ``forget`` refuse. When no
+    rebuilt at the new parameters. This goes through the final estimator's
+    ``reexpress(X_new, scale, offset, polish)`` hook (the skmuter linear
+    estimators have it); for any other final estimator a change of
+    statistics makes ``forget`` refuse. When no
     statistic changes (pass-through steps only, or a min-max scaler whose
     extremes are kept), ``forget`` is exactly the final estimator's own.
 
@@ -428,7 +140,7 @@ class ForgetPipeline(Pipeline):
         robust objective on the new features of the kept rows, from the mapped
         parameters and on their support (the non-zero weights of an l_inf
         model), until the estimator's optimality residual reaches its ``tol``
-        (at most 10 steps; each costs one forgetting-memory build, and the
+        (at most 10 steps, each building the total Hessian once; the
         convergence is quadratic); if the optimality conditions then still
         fail (the support must change), the estimator's exact solver finishes
         from there. ``'refit'``: the exact solver, warm-started from the mapped
@@ -550,8 +262,9 @@ class ForgetPipeline(Pipeline):
         name, final = self.steps[-1]
         forgetting = self._forgetting_steps()
         rows = validate_indices(indices, final.n_train_, final.forgotten_)
-        if hasattr(final, "_validate_request"):
-            final._validate_request(rows)
+        check = getattr(final, "check_forget_request", None)
+        if callable(check):  # the final step's own checks (classes), before any step forgets
+            check(rows)
         if not forgetting:
             (final.partial_forget if partial else final.forget)(rows)
             return self
@@ -606,7 +319,7 @@ class ForgetPipeline(Pipeline):
         final.forget(req)
         if np.array_equal(old, new):
             return
-        if not _has_linear_hooks(final):
+        if not _can_reexpress(final):
             raise TypeError(
                 f"forgetting changed the features of the remaining rows, and the final step "
                 f"{name!r} ({type(final).__name__}) cannot re-express its training rows; use "
@@ -617,59 +330,15 @@ class ForgetPipeline(Pipeline):
         final.forget_log_[-1].update(rescaled=True, rescale_time=time.perf_counter() - t0)
 
     def _reexpress(self, final, new, kept):
-        """Move the final estimator to the new features of its kept rows and re-linearise."""
-        # Imported here: the forgetter solvers are not needed to build a pipeline.
-        from .forgetters._linalg import solve_dense
+        """Move the final estimator to the new features of its kept rows.
 
-        kept_rows = np.flatnonzero(kept)
-        if hasattr(final, "attack_"):
-            final.attack_.threat(new.shape[1]).check_inside(new)
-        a, c = _affine_map(final._X[kept_rows], new)
-        tol = max(float(getattr(final, "tol", 0.0)), 1e-12)
-        thetas = []
-        for theta, obj in zip(final._get_thetas(), final._objectives):
-            d = obj.n_features
-            theta = theta.copy()
-            w = theta[:d] / a
-            if obj.fit_intercept:
-                theta[d] -= float(w @ c)
-            theta[:d] = w
-            thetas.append(theta)
-        # The objectives normally share ``_X``; write every distinct array, so
-        # that a copy made by unpickling cannot keep the old features.
-        arrays = {id(final._X): final._X}
-        arrays.update((id(obj.X), obj.X) for obj in final._objectives)
-        for arr in arrays.values():
-            arr[kept_rows] = new
-            arr[~kept] = 0.0
-        out = []
-        for theta, obj in zip(thetas, final._objectives):
-            if self.on_rescale == "refit":
-                theta = obj.refit(kept_rows, theta0=theta)
-            else:
-                theta = theta.copy()
-                cols = np.flatnonzero(obj.free_mask(theta))
-                for _ in range(_MAX_NEWTON_STEPS):
-                    if obj.kkt_residual(theta, kept_rows) <= tol:
-                        break
-                    g = obj.grad_sum(theta, kept_rows, cols=cols)
-                    if obj.noise is not None:  # certified removal's linear term
-                        g = g + obj.noise[cols]
-                    H = obj.hessian_sum(theta, kept_rows, kind="total", cols=cols)
-                    theta[cols] -= solve_dense(H, g)[0]
-                if obj.kkt_residual(theta, kept_rows) > _REFIT_FACTOR * tol:
-                    # The support changed (a zero weight must move): the exact
-                    # solver follows it, warm-started from the Newton point.
-                    theta = obj.refit(kept_rows, theta0=theta)
-            out.append(theta)
-        final._set_thetas(out)
-        if getattr(final, "certificate_", None) is not None:
-            final._update_certificate(kept_rows)
-        template = final.forgetter_
-        final._forgetter_states = [
-            clone(template).prepare(obj, theta, kept_rows)
-            for obj, theta in zip(final._objectives, out)
-        ]
+        The map from the old features to the new is fitted here (exact for
+        per-feature affine scalers); the estimator's ``reexpress`` hook maps
+        its parameters, re-linearises and rebuilds its forgetting memory.
+        """
+        old, _ = final.remaining_training_data()
+        scale, offset = _affine_map(old, new)
+        final.reexpress(new, scale, offset, polish=self.on_rescale)
 
 
 def _name_steps(estimators):

@@ -5,6 +5,7 @@ from sklearn.base import clone
 
 from skmuter._losses import LogisticLoss, SquaredLoss
 from skmuter.attacks import FGSM, PGD, Threat, resolve_attack
+from skmuter.linear._worst_case import bind
 
 
 def _problem(seed=0, n=40, d=6, box=True):
@@ -24,7 +25,7 @@ def test_pgd_never_beats_exact_worst_case(norm, clip, loss):
     X, y, w, b = _problem(box=True)
     eps = 0.3 if norm == "inf" else 0.6
     threat = Threat(eps, norm, clip, X.shape[1])
-    bound = threat.bind(X)
+    bound = bind(threat, X)
     z = X @ w + b
     up, down = bound.shifts(w)
     s = loss.direction(z, y, up, down)
@@ -53,7 +54,7 @@ def test_pgd_never_beats_exact_worst_case(norm, clip, loss):
 def test_l2_box_worst_case_matches_constrained_optimiser():
     X, _, w, _ = _problem(seed=3, n=8, d=5)
     eps = 0.4
-    bound = Threat(eps, 2, (0, 1), 5).bind(X)
+    bound = bind(Threat(eps, 2, (0, 1), 5), X)
     s = np.where(np.arange(8) % 2, 1.0, -1.0)
     delta = bound.delta(w, s)
     for i in range(8):
@@ -69,7 +70,7 @@ def test_l2_box_worst_case_matches_constrained_optimiser():
 
 def test_linf_exact_delta_without_box_is_signed_epsilon():
     X, y, w, _ = _problem(box=False)
-    bound = Threat(0.2, "inf").bind(X)
+    bound = bind(Threat(0.2, "inf"), X)
     delta = bound.delta(w, -y)
     expected = -0.2 * y[:, None] * np.sign(w)[None, :]
     np.testing.assert_allclose(delta, expected)

@@ -48,7 +48,7 @@ def test_budget_follows_the_theorem():
 def test_fit_is_the_exact_optimum_of_the_perturbed_objective(data):
     X, y = data
     est = make(attack=PGD(epsilon=0.0)).fit(X, y)
-    noise = est.training_objective()[0].noise
+    noise = est.training_objective()[0].linear_term
     assert noise.shape == (X.shape[1] + 1,)
     t = np.where(y == est.classes_[1], 1.0, -1.0)
     m, alpha = len(y), 1e-2
@@ -88,12 +88,12 @@ def test_forget_logs_the_exact_residual_and_stays_near_the_perturbed_retrain(dat
     kept = np.setdiff1d(np.arange(len(y)), [0, 5, 7])
     obj = est.training_objective()[0]
     theta = np.concatenate([est.coef_[0], est.intercept_])
-    expected = len(kept) * np.linalg.norm(obj.kkt_vector(theta, kept))
+    expected = len(kept) * np.linalg.norm(obj.minimal_subgradient(theta, kept))
     assert rec["certified_residual"] == pytest.approx(expected)
     assert rec["budget_spent"] == pytest.approx(expected / est.certificate_["budget"])
     assert 0 < rec["budget_spent"] < 1 and not rec["certified_retrain"]
     ref = retrain(est)  # same noise, exact solve on the kept rows
-    assert len(kept) * ref.training_objective()[0].kkt_residual(
+    assert len(kept) * ref.training_objective()[0].gradient_residual(
         np.concatenate([ref.coef_[0], ref.intercept_]), kept) < 1e-6
     assert residual_fraction(est, before, ref) < 0.05
 
@@ -139,7 +139,7 @@ def test_multiclass_splits_the_budget_and_checks_every_problem():
     X, y = load_digits(n_class=3, return_X_y=True)
     est = make(attack=PGD(epsilon=0.0)).fit(X / 16, y)
     assert est.certificate_["budget"] == pytest.approx(est.certified.budget(3))
-    noises = [o.noise for o in est.training_objective()]
+    noises = [o.linear_term for o in est.training_objective()]
     assert not np.allclose(noises[0], noises[1])
     est.forget([0, 1, 2])
     assert len(est.certificate_["residual"]) == 3
@@ -149,8 +149,8 @@ def test_pickle_round_trip_keeps_the_noise_and_the_certificate(data):
     X, y = data
     est = make().fit(X, y).forget([3])
     clone_ = pickle.loads(pickle.dumps(est))
-    np.testing.assert_array_equal(clone_.training_objective()[0].noise,
-                                  est.training_objective()[0].noise)
+    np.testing.assert_array_equal(clone_.training_objective()[0].linear_term,
+                                  est.training_objective()[0].linear_term)
     est.forget([4, 8])
     clone_.forget([4, 8])
     np.testing.assert_allclose(clone_.coef_, est.coef_, atol=1e-12)
@@ -200,7 +200,7 @@ def test_pipeline_with_a_forgetting_scaler_keeps_the_certificate_true():
     kept = np.setdiff1d(np.arange(len(y)), [1, 2, 3])
     obj = est.training_objective()[0]
     theta = np.concatenate([est.coef_[0], est.intercept_])
-    measured = len(kept) * np.linalg.norm(obj.kkt_vector(theta, kept))
+    measured = len(kept) * np.linalg.norm(obj.minimal_subgradient(theta, kept))
     # re-expressed on the new features and re-solved with the noise term kept
     assert est.certificate_["residual"][0] == pytest.approx(measured)
     assert est.certificate_["spent"] < 1e-3

@@ -86,6 +86,28 @@ def test_missing_data_file_gives_one_line(tmp_path, capsys, monkeypatch):
     assert "Covtype data not found" in line and "SKMUTER_DATA" in line
 
 
+def test_without_matplotlib_the_demo_and_bench_run_and_say_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" now fails
+    assert main(["demo", "--out", str(tmp_path), "--forgetters", "muter", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "muter" in out and "no figure: plotting needs matplotlib" in out
+    assert "skmuter[plot]" in out and not (tmp_path / "demo.png").exists()
+    argv = ["bench", "--dataset", "digits", "--removals", "1", "--forgetters", "muter",
+            "--out", str(tmp_path), *FAST]
+    assert main(argv) == 0
+    assert "no figures: plotting needs matplotlib" in capsys.readouterr().out
+    assert (tmp_path / "digits_logistic_fgsm_efficiency.csv").is_file()
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_the_command_and_the_benchmark_import_neither_matplotlib_nor_torch():
+    code = ("import sys, skmuter.cli, skmuter.benchmark; "
+            "print([m for m in ('matplotlib', 'torch', 'skorch') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip() == "[]"
+
+
 def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "skmuter", "bench", "--dataset", "nope"],
                           check=False, capture_output=True, text=True, timeout=120)

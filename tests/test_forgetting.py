@@ -226,9 +226,28 @@ def test_forget_report_fields(fitted, digits17):
     assert report["robust_accuracy"] <= report["clean_accuracy"]
 
 
-def test_fisher_is_damped_and_warns_only_when_needed(fitted):
+def test_fisher_is_damped_and_warns_only_when_needed(fitted, digits17):
+    from scipy.special import expit
+
+    X, y = digits17
+    damping, removed = 1e-3, [1]
     with _no_warning():
-        copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=1e-3)).forget([1])
+        est = copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=damping)).forget(removed)
+    # The damped Fisher step, written out: per-row clean gradients of the logistic
+    # loss plus the regulariser share, G^T G over the kept rows plus damping per kept row.
+    w, b = fitted.coef_.ravel(), fitted.intercept_[0]
+    s = np.where(y == fitted.classes_[1], 1.0, -1.0)
+    G = (-s * expit(-s * (X @ w + b)))[:, None] * np.c_[X, np.ones(len(X))]
+    G += fitted.alpha * np.r_[w, 0.0]
+    kept = np.setdiff1d(np.arange(len(X)), removed)
+    F = G[kept].T @ G[kept] + damping * len(kept) * np.eye(G.shape[1])
+    expected = np.r_[w, b] + np.linalg.solve(F, G[removed].sum(axis=0))
+    got = np.r_[est.coef_.ravel(), est.intercept_]
+    assert np.linalg.norm(got - np.r_[w, b]) > 1e-3  # the step moves
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+    # Without damping the Fisher matrix of these digits (constant pixels) is singular.
+    with pytest.warns(ForgetWarning, match="not positive definite"):
+        copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=0.0)).forget(removed)
 
 
 class _no_warning:

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from skmuter import AdversarialLogisticRegression, AdversarialRidge, AdversarialRidgeClassifier
 from skmuter.attacks import FGSM, PGD
@@ -110,9 +110,18 @@ def test_pandas_input_keeps_feature_names():
 
 def test_grid_search_reaches_attack_parameters():
     X, y = _binary()
+    candidates = [0.0, 0.2]
     grid = GridSearchCV(AdversarialLogisticRegression(attack=PGD(0.1)),
-                        {"attack__epsilon": [0.0, 0.2]}, cv=3).fit(X, y)
-    assert grid.best_params_["attack__epsilon"] in (0.0, 0.2)
+                        {"attack__epsilon": candidates}, cv=3).fit(X, y)
+    # Each candidate cross-validated on its own: the grid must see the same scores
+    # (which differ, so that a grid stuck at the base attack would be caught).
+    scores = [cross_val_score(AdversarialLogisticRegression(attack=PGD(eps)), X, y, cv=3).mean()
+              for eps in candidates]
+    assert abs(scores[0] - scores[1]) > 1e-3
+    np.testing.assert_allclose(grid.cv_results_["mean_test_score"], scores, rtol=1e-12)
+    best = candidates[int(np.argmax(scores))]
+    assert grid.best_params_["attack__epsilon"] == best
+    assert grid.best_estimator_.attack.epsilon == best
 
 
 @pytest.mark.parametrize(

@@ -325,7 +325,7 @@ def test_cnn_forget_all_parameters_matrix_free(digits):
     net = make_net(SmallCNN, forget_params="all", max_epochs=4, alpha=1e-1, max_dense_params=100,
                    forgetter=Newton(adversarial=True, damping=1e-3)).fit(X[:150], y[:150])
     assert len(net.forget_names_) == 4
-    assert net.training_objective().n_params > net.max_dense_params
+    assert net.training_objective()[0].n_params > net.max_dense_params
     before = copy.deepcopy(net)
     quiet_forget(net, [5])
     assert net.forget_log_[0]["n_removed"] == 1
@@ -336,7 +336,7 @@ def test_named_module_forget_params_and_cnn_head(digits):
     X, y = digits
     net = make_net(SmallCNN, forget_params=["fc"], max_epochs=3).fit(X[:150], y[:150])
     assert net.forget_names_ == ["fc.weight", "fc.bias"]
-    assert net.training_objective().head is not None
+    assert net.training_objective()[0].head is not None
     quiet_forget(net, [1], method="partial_forget")
     assert net.score(X[:150], y[:150]) > 0.5
 
@@ -344,7 +344,7 @@ def test_named_module_forget_params_and_cnn_head(digits):
 def test_indirect_term_vanishes_for_relu_linf_and_not_for_smooth_l2(digits):
     X, y = digits
     relu = make_net(max_epochs=2, polish=False).fit(X[:60], y[:60])
-    obj = relu.training_objective()
+    obj = relu.training_objective()[0]
     theta = relu.forgetting_params()
     rows = np.arange(60)
     assert list(obj._factors(theta, rows)) == []
@@ -353,7 +353,7 @@ def test_indirect_term_vanishes_for_relu_linf_and_not_for_smooth_l2(digits):
 
     smooth = make_net(MLP, module__act=torch.nn.Tanh, attack=PGD(epsilon=0.3, norm=2, n_steps=3),
                       max_epochs=2, polish=False).fit(X[:20], y[:20])
-    obj = smooth.training_objective()
+    obj = smooth.training_objective()[0]
     theta = smooth.forgetting_params()
     rows = np.arange(20)
     extra = obj.hessian_sum(theta, rows, kind="total") - obj.hessian_sum(theta, rows,
@@ -370,7 +370,7 @@ def test_indirect_term_vanishes_for_relu_linf_and_not_for_smooth_l2(digits):
 
 
 def test_hessian_vector_products_match_finite_differences(fitted):
-    obj = fitted.training_objective()
+    obj = fitted.training_objective()[0]
     theta = fitted.forgetting_params()
     rows = np.arange(40)
     v = np.random.default_rng(1).standard_normal(obj.n_params) * 1e-3
@@ -392,7 +392,7 @@ class NoBiasHead(torch.nn.Sequential):
 @pytest.mark.parametrize("bias", [True, False])
 def test_closed_form_head_hessian_equals_autograd_products(fitted, digits, bias):
     net = fitted if bias else make_net(NoBiasHead, max_epochs=2).fit(*digits)
-    obj = net.training_objective()
+    obj = net.training_objective()[0]
     theta = net.forgetting_params()
     rows = np.arange(70)
     cols = np.arange(1, obj.n_params, 3)
@@ -433,22 +433,38 @@ def test_cuda_fit_forget_and_pickle_to_cpu(digits):
     assert residual_fraction(net, before, ref) < 0.8
     blob = pickle.dumps(net)
     cpu = CpuUnpickler(blob)
-    assert cpu.device == "cpu"
+    assert str(cpu.device) == "cpu"  # skorch sets a torch.device
     np.testing.assert_allclose(cpu.forgetting_params(), net.forgetting_params(), atol=1e-6)
 
 
 def CpuUnpickler(blob):
-    import skorch.utils
+    """Unpickle ``blob`` as a machine without CUDA would: skorch must map the
+    net's CUDA state to the CPU, and says so with a DeviceWarning."""
+    from skorch.exceptions import DeviceWarning
 
     real = torch.cuda.is_available
     try:
         torch.cuda.is_available = lambda: False
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            original = skorch.utils.get_map_location
-            return pickle.loads(blob) if original else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            net = pickle.loads(blob)
     finally:
         torch.cuda.is_available = real
+    assert any(issubclass(w.category, DeviceWarning) for w in caught), "nothing was mapped"
+    assert not any(p.is_cuda for p in net.module_.parameters())
+    return net
+
+
+def test_cpu_unpickler_maps_a_cuda_net_to_the_cpu(fitted):
+    # Runs without a GPU: a net that says it lives on CUDA (its tensors are on the
+    # CPU here) must come back on the CPU, with the same parameters.
+    net = copy.deepcopy(fitted)
+    net.device = "cuda"
+    cpu = CpuUnpickler(pickle.dumps(net))
+    assert str(cpu.device) == "cpu"  # skorch sets a torch.device
+    np.testing.assert_array_equal(cpu.forgetting_params(), fitted.forgetting_params())
+    with pytest.raises(AssertionError, match="nothing was mapped"):
+        CpuUnpickler(pickle.dumps(fitted))  # a CPU net: nothing to map
 
 
 @cuda

@@ -19,6 +19,7 @@ from skmuter.forgetters import ForgetWarning
 from skmuter.metrics import residual_fraction
 from skmuter.nn import paper_muter
 from skmuter.nn._attacks import TorchThreat, perturb
+from skmuter.nn._head import cg_head_factors, head_factors, jacobian_features
 
 torch.set_num_threads(1)
 N = 200
@@ -78,10 +79,10 @@ def test_numpy_and_torch_ascent_agree_with_the_closed_form_on_a_linear_loss():
 
 
 def test_torch_ascent_reaches_the_stationary_point_of_a_network(fitted):
-    obj = fitted.training_objective()
+    obj = fitted.training_objective()[0]
     theta = fitted.forgetting_params()
     rows = np.arange(30)
-    xa = obj.attack_rows(obj._t(theta), rows)
+    xa = obj.attack_points.attack(obj._t(theta), rows)
     x = obj._x(rows)
     g = obj._delta_grad(obj._t(theta), xa, obj._y(rows))
     # first-order condition of the unconstrained inner problem: grad = gamma * delta
@@ -128,7 +129,7 @@ def test_unconverged_ascent_warns(digits):
 def test_fit_converges_and_the_value_has_danskins_gradient(fitted, digits):
     assert fitted.polish_info_["gradient_norm"] < 1e-7
     assert fitted.optimality_residual_ < 1e-7
-    obj = fitted.training_objective()
+    obj = fitted.training_objective()[0]
     rows = np.arange(N)
     rng = np.random.default_rng(1)
     theta = fitted.forgetting_params() + 0.3 * rng.standard_normal(obj.n_params)
@@ -147,7 +148,7 @@ def test_fit_converges_and_the_value_has_danskins_gradient(fitted, digits):
 def test_total_hessian_is_the_hessian_of_the_robust_objective(digits, clip):
     X, y = digits
     net = make_net(attack=Penalized(gamma=2.0, clip=clip)).fit(X, y)
-    obj = net.training_objective()
+    obj = net.training_objective()[0]
     theta = net.forgetting_params()
     rows = np.arange(N)
     total = obj.hessian_sum(theta, rows, kind="total")
@@ -171,7 +172,7 @@ def test_total_hessian_is_the_hessian_of_the_robust_objective(digits, clip):
 
 
 def test_matrix_free_total_hessian_equals_dense(fitted):
-    obj = fitted.training_objective()
+    obj = fitted.training_objective()[0]
     theta = fitted.forgetting_params()
     rows = np.arange(50)
     dense = obj.hessian_sum(theta, rows, kind="total")
@@ -232,14 +233,14 @@ def test_low_rank_and_matrix_free_factors_equal_the_dense_system(digits, module)
     X, y = digits
     net = make_net(module=module, max_epochs=2, polish=False,
                    attack=Penalized(gamma=2.0, clip=(0, 1))).fit(X[:40], y[:40])
-    obj = net.training_objective()
+    obj = net.training_objective()[0]
     theta = obj._t(net.forgetting_params())
     rows = np.arange(40)
     xa = obj.adversarial(net.forgetting_params(), rows)
     free = obj.threat.free_mask(obj._x(rows), xa - obj._x(rows))
     assert 0 < float(free.double().mean()) < 1  # the box pins some coordinates
-    fast = obj._head_factors(theta, xa, obj._y(rows), free)
-    matrix_free = obj._cg_head_factors(theta, xa, obj._y(rows), free)
+    fast = head_factors(obj, theta, xa, obj._y(rows), free)
+    matrix_free = cg_head_factors(obj, theta, xa, obj._y(rows), free)
     dense = _dense_reference(obj, theta, xa, obj._y(rows), free)
     for a, c, Rb in zip(fast, matrix_free, dense):
         for got in (a, c):
@@ -256,7 +257,7 @@ def _dense_reference(obj, theta, xa, y, free):
         G = hessian(lambda x, y1=y1: torch.nn.functional.cross_entropy(
             obj.logits(theta, x[None]), y1[None]))(x1)
         idx = torch.nonzero(f1.flatten()).flatten()
-        J = obj._jacobian_features(theta, x1[None])[0][:, idx]
+        J = jacobian_features(obj, theta, x1[None])[0][:, idx]
         N = obj.threat.gamma * torch.eye(len(idx), dtype=G.dtype) - G[idx][:, idx]
         out.append(J @ torch.linalg.solve(N, J.T))
     return out
@@ -273,7 +274,7 @@ def test_kronecker_indirect_sum_equals_the_expanded_factors(digits, bias):
 
     net = make_net(module=Head, max_epochs=2, attack=Penalized(gamma=2.0, clip=(0, 1)))
     net.fit(X, y)
-    obj = net.training_objective()
+    obj = net.training_objective()[0]
     theta = net.forgetting_params()
     rows = np.arange(N)
     indirect = (obj.hessian_sum(theta, rows, kind="total")
@@ -297,7 +298,7 @@ def test_pickle_round_trip_keeps_forgetting_and_drops_the_rows(fitted):
     quiet_forget(net, [9])
     np.testing.assert_allclose(loaded.forgetting_params(), net.forgetting_params(),
                                rtol=1e-10, atol=1e-12)
-    store = net.training_objective()._factor_cache
+    store = net.training_objective()[0]._factor_cache
     assert all(8 not in rows and 9 not in rows for rows in store.values())
 
 
@@ -314,7 +315,7 @@ def test_cuda_penalised_forget_matches_cpu(fitted):
 
 
 def test_matrix_free_path_warns_and_drops_rows_that_are_no_strict_maximum(fitted):
-    obj = fitted.training_objective()
+    obj = fitted.training_objective()[0]
     theta = obj._t(fitted.forgetting_params())
     rows = np.arange(6)
     xa = obj.adversarial(fitted.forgetting_params(), rows)
@@ -323,7 +324,7 @@ def test_matrix_free_path_warns_and_drops_rows_that_are_no_strict_maximum(fitted
     obj.threat.gamma = 1e-6  # far below the curvature: gamma I - G is indefinite
     try:
         with pytest.warns(ConvergenceWarning, match="no strict local maximum"):
-            out = obj._cg_head_factors(theta, xa, obj._y(rows), free)
+            out = cg_head_factors(obj, theta, xa, obj._y(rows), free)
     finally:
         obj.threat.gamma = gamma
     assert out == [None] * len(rows)

@@ -18,8 +18,8 @@ name                      object
 ========================  ===============================================
 """
 
+from .._warnings import ForgetWarning
 from ._base import Forgetter
-from ._linalg import ForgetWarning
 from ._newton import Fisher, Influence, MUter, Newton
 from ._retrain import Retrain
 

@@ -1,18 +1,12 @@
 """The forgetter interface.
 
-A forgetter never knows which model it serves. It sees an *objective*: an
-object that, at any parameter vector ``theta`` and for any set of training
-rows, returns
-
-* ``n_params`` and ``free_mask(theta)`` (coordinates a local step may move),
-* ``grad_sum(theta, rows, points, cols)``: summed per-sample gradients,
-  regulariser share included, at ``'clean'`` or ``'adversarial'`` points,
-* ``hessian_sum(theta, rows, kind, points, cols, neumann_order)``: summed
-  curvature of ``kind`` in {'hessian', 'total', 'fisher', 'paper'}, either a
-  dense ndarray or a ``scipy.sparse.linalg.LinearOperator`` (matrix-free models),
-* ``refit(rows, theta0)``: the exact optimum on ``rows`` (for Retrain),
-
-and it returns new parameters. Its life cycle:
+A forgetter never knows which model it serves. It sees an *objective*, the
+contract of :mod:`skmuter._objective`: at any parameter vector ``theta`` and
+for any set of training rows, summed gradients and curvatures (dense or
+matrix-free), the coordinates a local step may move, and the exact refit; and,
+tested with ``isinstance``, the optional capabilities (rows on a kink, pinned
+zeros, a linear term) that an exact step must respect. A forgetter takes the
+objective as it is given and returns new parameters. Its life cycle:
 
 ``prepare(objective, theta, rows)``
     Once, before the first request (the paper's Stage I): build the memory

@@ -24,11 +24,15 @@ class Retrain(Forgetter):
     """
 
     name = "retrain"
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
+        "warm_start": ["boolean"],
+    }
 
     def __init__(self, warm_start=False):
         self.warm_start = warm_start
 
     def prepare(self, objective, theta, rows):
+        self._validate_params()
         self.theta_ = np.asarray(theta, dtype=np.float64).copy()
         return self
 

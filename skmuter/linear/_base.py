@@ -1,28 +1,33 @@
 """Shared base of the adversarially trained linear estimators.
 
 Validation, the one-vs-rest layout of multiclass problems, the exact worst
-case for evaluation, and the forgetting plumbing (request validation, the
-transactional call into the forgetter, purging forgotten rows, the log).
+case for evaluation, and the hooks through which :class:`ForgetMixin`
+forgets (the parameters, the stored rows, their purge), metrics retrain and
+pipelines re-express the model on new features.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import numbers
-import time
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
-from sklearn.utils import check_random_state
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._forgetting import ForgetMixin, reset_forgetting
 from ..attacks import Penalized, _Attack, resolve_attack
-from ..certified import check_budget, summed_residual
 from ..forgetters import Forgetter
 from ._objective import LinearObjective
-from ._solvers import solve_exact, solve_sgd
+from ._solvers import newton_on_support, refit_exact, solve_exact, solve_sgd
+from ._worst_case import bind
+
+# Newton steps of ``reexpress(polish="newton")`` (the convergence is quadratic).
+_MAX_NEWTON_STEPS = 10
+# Above this multiple of ``tol`` after the Newton steps, finish with the exact solver.
+_REFIT_FACTOR = 100.0
 
 
 class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
@@ -90,6 +95,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         return [np.where(encoded == k, 1.0, -1.0) for k in range(len(self.classes_))]
 
     # ---- fitting -------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the model by adversarial training.
 
@@ -105,7 +111,6 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self : object
             The fitted estimator. Any earlier forgetting state is discarded.
         """
-        self._validate_params()
         X, y = validate_data(
             self, X, y, dtype=np.float64, copy=True, y_numeric=not self._is_classifier,
             order="C",
@@ -126,13 +131,13 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             if self.alpha <= 0:
                 raise ValueError("certified removal needs a strongly convex objective: "
                                  "alpha must be > 0.")
-            rng = check_random_state(self.random_state)
-            n_params = X.shape[1] + int(self.fit_intercept)
-            noises = [rng.normal(0.0, certified.noise, n_params) for _ in targets]
+            noises = certified.linear_terms(len(targets), X.shape[1] + int(self.fit_intercept),
+                                            self.random_state)
         self.attack_ = attack
         objectives = [
             LinearObjective(X, t, self._loss, threat, self.alpha, self.fit_intercept,
-                            tol=self.tol, max_iter=self.max_iter, noise=noise)
+                            functools.partial(refit_exact, tol=self.tol, max_iter=self.max_iter),
+                            linear_term=noise)
             for t, noise in zip(targets, noises)
         ]
         thetas, iters, residuals = [], [], []
@@ -156,18 +161,10 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         reset_forgetting(self, X.shape[0])
         self.certificate_ = None
         if certified is not None:
-            budget = certified.budget(len(objectives))
             # the solvers' residuals are those of the mean perturbed objective
-            res = [X.shape[0] * r for r in residuals]
-            if max(res) > budget:
-                raise ValueError(
-                    f"the fit is not converged enough to certify removal: its gradient "
-                    f"residual {max(res):.3g} exceeds the budget {budget:.3g}. Use "
-                    "solver='exact', a smaller tol, or more noise."
-                )
+            self.certificate_ = certified.certificate([X.shape[0] * r for r in residuals],
+                                                      len(objectives))
             self._certified = clone(certified)
-            self.certificate_ = {"budget": budget, "residual": res,
-                                 "spent": max(res) / budget, "n_retrains": 0}
         return self
 
     def _set_thetas(self, thetas):
@@ -204,7 +201,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         the worst pairwise margin ``z_y - z_k`` (robustly correct iff > 0).
         """
         threat = self.attack_.threat(X.shape[1])
-        bound = threat.bind(X)
+        bound = bind(threat, X)
         thetas = self._get_thetas()
         if len(thetas) == 1:
             obj = self._objectives[0]
@@ -220,7 +217,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             rows = np.flatnonzero(y == c)
             if len(rows) == 0:
                 continue
-            sub = threat.bind(X[rows])
+            sub = bind(threat, X[rows])
             for k in range(W.shape[0]):
                 if k == c:
                     continue
@@ -240,49 +237,113 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             )
         return X, y
 
-    # ---- certified removal ------------------------------------------------------
-    def _certify(self, thetas, states, remaining, records, template):
-        """Check the forget's gradient residual against the certified budget."""
+    # ---- verification and pipelines ---------------------------------------------
+    def retrain(self):
+        """The exact reference of every forget: a model fitted exactly on the rows
+        not forgotten.
+
+        Without certified removal, a clone with ``solver='exact'`` fitted on
+        :meth:`remaining_training_data`. With it, a copy whose parameters
+        re-solve the same perturbed objective (its secret linear term kept) on
+        the remaining rows; the copy keeps the forgetting history.
+
+        Returns
+        -------
+        retrained : estimator
+        """
+        check_is_fitted(self)
         if getattr(self, "certificate_", None) is None:
-            return thetas, states, None
-        cert = dict(self.certificate_)
-        objectives = self._objectives
-        res = [summed_residual(o, t, remaining) for o, t in zip(objectives, thetas)]
-        proposed = max(res)
-        spent, over = check_budget(self._certified, res, cert["budget"])
-        t0 = time.perf_counter()
-        if over:
-            thetas = [o.refit(remaining, theta0=t) for o, t in zip(objectives, thetas)]
-            states = [clone(template).prepare(o, t, remaining)
-                      for o, t in zip(objectives, thetas)]
-            res = [summed_residual(o, t, remaining) for o, t in zip(objectives, thetas)]
-            spent = max(res) / cert["budget"]
-            cert["n_retrains"] += 1
-        cert.update(residual=res, spent=spent)
-        records[-1].update(proposed_residual=proposed, certified_residual=max(res),
-                           budget_spent=spent,
-                           certified_retrain=bool(over),
-                           certified_retrain_time=time.perf_counter() - t0 if over else 0.0)
-        return thetas, states, cert
-
-    def _update_certificate(self, remaining):
-        """Re-measure the certificate after the parameters moved outside a forgetter
-        (a pipeline re-expressing them on new features)."""
-        res = [summed_residual(o, t, remaining)
-               for o, t in zip(self._objectives, self._get_thetas())]
-        spent = max(res) / self.certificate_["budget"]
-        if spent > 1:
-            raise RuntimeError(f"re-expressed parameters spend {spent:.2f} times the "
-                               "certified-removal budget")  # the pipeline restores all
-        self.certificate_ = dict(self.certificate_, residual=res, spent=spent)
-        self.forget_log_[-1].update(certified_residual=max(res), budget_spent=spent)
-
-    def _retrain_exact(self):
-        """A copy re-solved exactly on the remaining rows, same objective (noise included)."""
+            X, y = self.remaining_training_data()
+            return clone(self).set_params(solver="exact").fit(X, y)
         new = copy.deepcopy(self)
         rows = np.flatnonzero(new._kept_mask())
         new._set_thetas([obj.refit(rows) for obj in new._objectives])
         return new
+
+    def gradient_residual(self):
+        """Norm of the minimal subgradient of the remaining robust objective.
+
+        The mean over the rows not forgotten, penalty (and certified removal's
+        linear term) included; the largest over one-vs-rest problems. It is 0
+        at the exact retrain.
+
+        Returns
+        -------
+        residual : float
+        """
+        check_is_fitted(self)
+        rows = np.flatnonzero(self._kept_mask())
+        return float(max(obj.gradient_residual(theta, rows)
+                         for obj, theta in zip(self._objectives, self._get_thetas())))
+
+    def reexpress(self, X_new, scale, offset, polish="newton"):
+        """Re-express the model for new features of its remaining rows.
+
+        A pipeline calls this when forgetting changed a preprocessing step's
+        statistics, hence the features of every row this model still holds.
+        ``X_new`` replaces the stored rows; the weights are mapped through the
+        per-feature map ``x_new = scale * x_old + offset`` so that predictions
+        are unchanged; the parameters are re-linearised to the optimum of the
+        objective on the new features; the certificate is re-measured and the
+        forgetting memory rebuilt at the new parameters, so that later requests
+        start from there.
+
+        Parameters
+        ----------
+        X_new : ndarray of shape (n_remaining, n_features)
+            The new features of the remaining rows, in their order.
+        scale, offset : ndarray of shape (n_features,)
+            The per-feature affine map from the old features to the new.
+        polish : {'newton', 'refit'}, default='newton'
+            ``'newton'``: Newton steps with the exact total Hessian on the
+            support of the mapped parameters until the optimality residual
+            reaches ``tol``, then the exact solver if the support must change.
+            ``'refit'``: the exact solver warm-started from the mapped parameters.
+
+        Returns
+        -------
+        self : object
+            On error the estimator may be left half-changed: the caller keeps
+            a copy of its state to restore.
+        """
+        check_is_fitted(self)
+        if polish not in ("newton", "refit"):
+            raise ValueError(f"polish must be 'newton' or 'refit', got {polish!r}.")
+        X_new = np.asarray(X_new, dtype=np.float64)
+        kept = self._kept_mask()
+        rows = np.flatnonzero(kept)
+        self.attack_.threat(X_new.shape[1]).check_inside(X_new)
+        d = self._X.shape[1]
+        thetas = []
+        for theta in self._get_thetas():
+            theta = theta.copy()
+            w = theta[:d] / scale
+            if self.fit_intercept:
+                theta[d] -= float(w @ offset)
+            theta[:d] = w
+            thetas.append(theta)
+        # The objectives normally share ``_X``; write every distinct array, so
+        # that a copy made by unpickling cannot keep the old features.
+        arrays = {id(self._X): self._X}
+        arrays.update((id(obj.X), obj.X) for obj in self._objectives)
+        for arr in arrays.values():
+            arr[rows] = X_new
+            arr[~kept] = 0.0
+        tol = max(float(self.tol), 1e-12)
+        out = []
+        for theta, obj in zip(thetas, self._objectives):
+            if polish == "refit":
+                theta = obj.refit(rows, theta0=theta)
+            else:
+                theta = newton_on_support(obj, theta, rows, tol, _MAX_NEWTON_STEPS)
+                if obj.gradient_residual(theta, rows) > _REFIT_FACTOR * tol:
+                    # The support changed (a zero weight must move): the exact
+                    # solver follows it, warm-started from the Newton point.
+                    theta = obj.refit(rows, theta0=theta)
+            out.append(theta)
+        self._set_thetas(out)
+        self._relinearise(rows)
+        return self
 
     # ---- hooks of ForgetMixin ---------------------------------------------------
     def _forget_objectives(self):

@@ -4,7 +4,9 @@
 and metrics see a linear model: per-sample gradients and summed Hessian pieces
 over any set of rows, at clean or adversarial points, in closed form. A binary
 or regression model is one objective; a one-vs-rest multiclass model holds one
-per class, all sharing the same rows.
+per class, all sharing the same rows. It is pure maths: it holds no solver
+settings and imports no solver (its :meth:`refit` goes through the solver the
+estimator binds).
 
 Convention: the objective is
 
@@ -24,44 +26,20 @@ import numpy as np
 from scipy import optimize
 
 from .._losses import get_loss
-
-
-def min_norm_subgradient(gp, gm, w):
-    """Minimal-norm subgradient in ``w`` of an l_inf robust objective, from its
-    derivatives ``gp`` in ``w+`` and ``gm`` in ``w-`` (split ``w = w+ - w-``).
-
-    Off zero the objective is smooth; at ``w_j = 0`` its subdifferential in
-    ``w_j`` is ``[-gm_j, gp_j]``, of which the element of least magnitude is kept.
-    """
-    res = np.where(w > 0, gp, np.where(w < 0, -gm, 0.0))
-    zero = w == 0
-    res[zero] = np.minimum(np.maximum(0.0, -gm[zero]), gp[zero])
-    return res
-
-
-class TieState:
-    """Rows on a tie of the squared robust loss and their branch weights ``lam``."""
-
-    def __init__(self, rows, lam):
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self.lam = np.asarray(lam, dtype=np.float64)
+from .._objective import BaseObjective, iter_chunks
+from ._kinks import KinkModel, Ties
+from ._kkt import l2_zero_subgradient, linf_subgradient
+from ._paper import paper_hessian
+from ._worst_case import bind
 
 
 def _chunks(rows, width):
-    """Blocks of ``rows`` of about 4M entries; runs of consecutive rows come as
-    slices, so that indexing the stored data gives views, not copies."""
-    size = max(256, 4_000_000 // max(width, 1))
-    rows = np.asarray(rows)
-    contiguous = len(rows) > 0 and rows[-1] - rows[0] + 1 == len(rows) and (
-        len(rows) == 1 or bool(np.all(np.diff(rows) == 1)))
-    for start in range(0, len(rows), size):
-        if contiguous:
-            yield slice(int(rows[start]), int(rows[min(start + size, len(rows)) - 1]) + 1)
-        else:
-            yield rows[start : start + size]
+    """Blocks of ``rows`` of about 4M entries of ``width`` columns (see
+    :func:`skmuter._objective.iter_chunks`)."""
+    return iter_chunks(rows, max(256, 4_000_000 // max(width, 1)))
 
 
-class LinearObjective:
+class LinearObjective(BaseObjective):
     """Robust objective of a linear score on stored rows.
 
     Parameters
@@ -74,9 +52,11 @@ class LinearObjective:
     threat : skmuter.attacks.Threat
     alpha : float
     fit_intercept : bool
-    tol, max_iter : float, int or None
-        Settings of the exact solver used by :meth:`refit`.
-    noise : ndarray of shape (n_params,), optional
+    refitter : callable, optional
+        ``refitter(objective, rows, theta0) -> theta``, the exact solver with
+        its settings bound (see :func:`skmuter.linear._solvers.refit_exact`);
+        needed by :meth:`refit` only.
+    linear_term : ndarray of shape (n_params,), optional
         Linear term ``b`` of objective perturbation (certified removal): the
         summed objective over ``m`` rows gains ``b . theta``, the mean one
         ``b . theta / m``. It enters the values, the solvers and the
@@ -84,28 +64,31 @@ class LinearObjective:
         the forgetters take away.
     """
 
-    def __init__(self, X, y, loss, threat, alpha, fit_intercept, tol=1e-10, max_iter=None,
-                 noise=None):
+    def __init__(self, X, y, loss, threat, alpha, fit_intercept, refitter=None,
+                 linear_term=None):
+        super().__init__(alpha, refitter=refitter, linear_term=linear_term)
         self.X = X
-        self.tol = tol
-        self.max_iter = max_iter
         self.y = np.asarray(y, dtype=np.float64)
         self.loss = get_loss(loss)
         self.threat = threat
-        self.alpha = float(alpha)
         self.fit_intercept = bool(fit_intercept)
         self.n_features = X.shape[1]
         self.n_params = self.n_features + int(self.fit_intercept)
-        if noise is not None and self.loss.name != "logistic":
+        if linear_term is not None and self.loss.name != "logistic":
             # The squared loss's kinks (ties of its two worst cases) are solved
             # through gradients that do not carry a linear term.
             raise ValueError("objective perturbation is implemented for the logistic loss only.")
-        self.noise = None if noise is None else np.asarray(noise, dtype=np.float64)
 
     # ---- parameters --------------------------------------------------------
     def split(self, theta):
         d = self.n_features
         return theta[:d], (theta[d] if self.fit_intercept else 0.0)
+
+    def penalised(self, cols=None):
+        """Mask of the penalised coordinates among ``cols``: the weights, not the
+        intercept."""
+        cols = np.arange(self.n_params) if cols is None else np.asarray(cols)
+        return cols < self.n_features
 
     def free_mask(self, theta):
         """Coordinates that move under a local step.
@@ -142,7 +125,7 @@ class LinearObjective:
                 Xa = self.X[np.ix_(np.asarray(rows), active)]
             wa = w[active]
             z = Xa @ wa + b
-            bound = self.threat.bind(Xa, cols=active)
+            bound = bind(self.threat, Xa, cols=active)
             where = np.searchsorted(active, wcols)
             Xr = None
         else:
@@ -151,7 +134,7 @@ class LinearObjective:
             if points == "clean" or self.threat.epsilon == 0:
                 x = Xr if wcols is None else Xr[:, wcols]
                 return z, x, None, None
-            bound = self.threat.bind(Xr)
+            bound = bind(self.threat, Xr)
             wa, where = w, wcols
         up, down = bound.shifts(wa)
         yr = self.y[rows]
@@ -188,7 +171,7 @@ class LinearObjective:
     def _terms(self, theta, rows, points, wcols, ties=None):
         """Yield ``(r, z, x, bound, s, weight)`` over chunks of ``rows``.
 
-        Rows on a tie (see :meth:`tie_state`) come twice, once per branch, with
+        Rows on a tie (see :meth:`find_ties`) come twice, once per branch, with
         weights ``lam`` and ``1 - lam``: the convex combination of the two
         branches' gradients that makes the fitted point stationary.
         """
@@ -222,7 +205,7 @@ class LinearObjective:
             Xr = self.X[r]
             res = Xr @ w + b - self.y[r]
             # l_inf is separable: only the support moves the worst case
-            up, down = self.threat.bind(Xr[:, support], cols=cols).shifts(w[support])
+            up, down = bind(self.threat, Xr[:, support], cols=cols).shifts(w[support])
             a, bb = res + up, down - res
             gaps.append(a - bb)
             vals.append(np.maximum(a, bb))
@@ -253,7 +236,7 @@ class LinearObjective:
             out += [self._augment(x, intercept), self.loss.d2(z, self.y[rows])]
         return tuple(out)
 
-    def tie_state(self, theta, rows, tol=1e-7, cols=None):
+    def find_ties(self, theta, rows, tol=1e-7, cols=None):
         """Rows sitting on the kink of the squared robust loss, with their weights.
 
         The robust squared loss ``max(q+, q-)`` of a row is not differentiable
@@ -271,16 +254,30 @@ class LinearObjective:
         gap, val = self.tie_gaps(theta, rows)
         tied = np.sort(rows[np.abs(gap) <= tol * np.maximum(1.0, val)])
         if tied.size == 0:
-            return TieState(tied, np.zeros(0))
+            return Ties(tied, np.zeros(0))
         if cols is None:
             cols = np.flatnonzero(self.free_mask(theta))
-        half = TieState(tied, np.full(tied.size, 0.5))
+        half = Ties(tied, np.full(tied.size, 0.5))
         base = self.grad_sum(theta, rows, cols=cols, ties=half)
         D = (self.per_sample_grads(theta, tied, cols=cols, force_s=1.0)
              - self.per_sample_grads(theta, tied, cols=cols, force_s=-1.0))
         # stationarity: base + D^T (lam - 1/2) = 0 with lam in [0, 1]
         sol = optimize.lsq_linear(D.T, -base, bounds=(-0.5, 0.5), method="bvls")
-        return TieState(tied, 0.5 + sol.x)
+        return Ties(tied, 0.5 + sol.x)
+
+    def kink_model(self, theta, rows, cols=None):
+        """The exact local model of the squared loss's kinks at ``theta``, for ``rows``.
+
+        A :class:`~skmuter.linear._kinks.KinkModel` on the coordinates ``cols``
+        (default: the free ones), or None where nothing can tie (logistic loss,
+        ``epsilon = 0``).
+        """
+        if cols is None:
+            cols = np.flatnonzero(self.free_mask(theta))
+        ties = self.find_ties(theta, rows, cols=cols)
+        if ties is None:
+            return None
+        return KinkModel(self, theta, rows, cols, ties, n_samples=self.X.shape[0])
 
     # ---- values and gradients ---------------------------------------------
     def value(self, theta, rows):
@@ -290,8 +287,8 @@ class LinearObjective:
         for r in _chunks(rows, self.n_features):
             z, _, _, _ = self.points(theta, r, wcols=np.arange(0))
             total += self.loss.value(z, self.y[r]).sum()
-        if self.noise is not None:
-            total += float(self.noise @ theta)
+        if self.linear_term is not None:
+            total += float(self.linear_term @ theta)
         return total / len(rows) + 0.5 * self.alpha * float(w @ w)
 
     def per_sample_grads(self, theta, rows, points="adversarial", cols=None, force_s=None):
@@ -299,9 +296,7 @@ class LinearObjective:
         wcols, intercept = self._cols(cols)
         z, x, _, _ = self.points(theta, rows, points, wcols, force_s=force_s)
         g1 = self.loss.d1(z, self.y[rows])
-        return g1[:, None] * self._augment(x, intercept) + self.alpha * self._wpad(
-            theta, wcols, intercept
-        )
+        return g1[:, None] * self._augment(x, intercept) + self.regulariser_grad(theta, 1, cols)
 
     def grad_sum(self, theta, rows, points="adversarial", cols=None, ties=None):
         """Sum over ``rows`` of the per-sample gradients (regulariser included)."""
@@ -313,38 +308,36 @@ class LinearObjective:
             if weight is not None:
                 g1 = g1 * weight
             out += self._augment(x, intercept).T @ g1
-        return out + len(rows) * self.alpha * self._wpad(theta, wcols, intercept)
+        return out + self.regulariser_grad(theta, len(rows), cols)
 
-    def kkt_residual(self, theta, rows):
+    def gradient_residual(self, theta, rows):
         """Norm of the minimal subgradient of the mean objective over ``rows``.
 
         For l_inf the objective is non-smooth at ``w_j = 0``; there the residual
         counts only how much moving ``w_j`` either way would still descend. For
         the squared loss, rows on a tie contribute their best convex combination.
         """
-        return float(np.linalg.norm(self.kkt_vector(theta, rows)))
+        return float(np.linalg.norm(self.minimal_subgradient(theta, rows)))
 
-    def kkt_vector(self, theta, rows, ties=None):
+    def minimal_subgradient(self, theta, rows, ties=None):
+        """The minimal subgradient of the mean objective over ``rows`` (linear
+        term included), whose norm is :meth:`gradient_residual`."""
         rows = np.asarray(rows)
         w, _ = self.split(theta)
         m = len(rows)
         if ties is None:
-            ties = self.tie_state(theta, rows)
+            ties = self.find_ties(theta, rows)
         if not (self.threat.norm == "inf" and self.threat.epsilon > 0):
             g = self.grad_sum(theta, rows, ties=ties) / m
-            if self.noise is not None:
-                g = g + self.noise / m
+            if self.linear_term is not None:
+                g = g + self.linear_term / m
             if self.threat.epsilon > 0 and not np.any(w):
-                # At w = 0 the shift eps ||w||_2 contributes c * u for any unit-ball
-                # u, with c = eps * mean(s_i * loss'_i): keep the smallest element.
                 c = 0.0
                 for r in _chunks(rows, self.n_features):
                     z, _, _, s = self.points(theta, r, wcols=np.arange(0))
                     c += float(np.sum(s * self.loss.d1(z, self.y[r])))
                 c *= self.threat.epsilon / m
-                d = self.n_features
-                norm = np.linalg.norm(g[:d])
-                g[:d] *= max(0.0, norm - c) / norm if norm > 0 else 0.0
+                l2_zero_subgradient(g, c, self.n_features)
             return g
         d = self.n_features
         xtg = np.zeros(d)
@@ -357,19 +350,14 @@ class LinearObjective:
                 g1 = g1 * weight
             Xr = self.X[r]
             xtg += g1 @ Xr
-            a, bb = self.threat.bind(Xr).linf_split_grads(g1, s)
+            a, bb = bind(self.threat, Xr).linf_split_grads(g1, s)
             A += a
             B += bb
             gb += g1.sum()
-        if self.noise is not None:
-            xtg += self.noise[:d]
-            gb += self.noise[d] if self.fit_intercept else 0.0
-        gp = (xtg + A) / m + self.alpha * w  # d/dw+ (w_j > 0 side)
-        gm = (-xtg + B) / m - self.alpha * w  # d/dw- (w_j < 0 side)
-        res = min_norm_subgradient(gp, gm, w)
-        if self.fit_intercept:
-            res = np.concatenate([res, [gb / m]])
-        return res
+        if self.linear_term is not None:
+            xtg += self.linear_term[:d]
+            gb += self.linear_term[d] if self.fit_intercept else 0.0
+        return linf_subgradient(xtg, A, B, gb, w, self.alpha, m, self.fit_intercept)
 
     # ---- curvature ---------------------------------------------------------
     def hessian_sum(self, theta, rows, kind="total", points="adversarial", cols=None,
@@ -384,61 +372,60 @@ class LinearObjective:
             plus, for l_2, the curvature of the moving perturbation restricted to
             its free coordinates. ``'fisher'``: sum of ``g g^T``. ``'paper'``: the
             MUter paper's total Hessian with a Neumann series of order
-            ``neumann_order`` for ``(d_deltadelta l)^-1`` (diverges on linear
-            models; kept for replication).
-        ties : TieState, optional
+            ``neumann_order`` for ``(d_deltadelta l)^-1`` (replication only, see
+            :mod:`skmuter.linear._paper`).
+        ties : Ties, optional
             Rows on a tie of the squared loss contribute both branches, weighted
             (the Hessian of the Lagrangian on the tie).
         """
-        if kind in ("total", "paper"):
-            points = "adversarial"
+        return super().hessian_sum(theta, rows, kind=kind, points=points, cols=cols,
+                                   neumann_order=neumann_order, ties=ties)
+
+    def _curvature_hessian(self, theta, rows, points, cols, ties=None, neumann_order=None):
+        return self._second_order(theta, rows, points, cols, ties, total=False)
+
+    def _curvature_total(self, theta, rows, points, cols, ties=None, neumann_order=None):
+        return self._second_order(theta, rows, points, cols, ties, total=True)
+
+    def _second_order(self, theta, rows, points, cols, ties, total):
+        """``sum d_ww l`` (plus, when ``total``, the l_2 worst case's own curvature)
+        and the regulariser's share."""
         wcols, intercept = self._cols(cols)
         w, _ = self.split(theta)
-        pw = self.n_features if wcols is None else len(wcols)
-        p = pw + int(intercept)
+        p = (self.n_features if wcols is None else len(wcols)) + int(intercept)
         H = np.zeros((p, p))
-        wpad = self._wpad(theta, wcols, intercept)
-        ww = float(w @ w)
-        paper_b = np.zeros(p)
-        paper_scalars = [0.0, 0.0]
         for r, z, x, bound, s, weight in self._terms(theta, rows, points, wcols, ties):
             yr = self.y[r]
             xt = self._augment(x, intercept)
-            g1 = self.loss.d1(z, yr)
             c = self.loss.d2(z, yr)
             if weight is not None:
                 c = c * weight
-            if kind in ("hessian", "total"):
-                H += xt.T @ (c[:, None] * xt)
-                if kind == "total" and bound is not None and self.threat.norm == 2:
-                    wg = np.abs(g1) if weight is None else np.abs(g1) * weight
-                    self._add_l2_curvature(H, w, bound, s, wg, wcols)
-            elif kind == "fisher":
-                G = g1[:, None] * xt + self.alpha * wpad
-                H += G.T @ G
-            elif kind == "paper":
-                k = neumann_order
-                sigma = np.zeros_like(c)
-                term = np.ones_like(c)
-                for _ in range(k + 1):
-                    sigma += term
-                    term = term * (1.0 - c * ww)
-                a = c * (1.0 - c * sigma * ww)
-                H += xt.T @ (a[:, None] * xt)
-                paper_b += xt.T @ (c * g1 * sigma)
-                paper_scalars[0] += float((g1**2).sum()) * (k + 1)
-                paper_scalars[1] += float((g1**2 * (sigma - k - 1)).sum())
-            else:
-                raise ValueError(f"unknown curvature kind {kind!r}")
-        if kind == "paper":
-            H -= np.outer(paper_b, wpad) + np.outer(wpad, paper_b)
-            idx = np.arange(pw)
-            H[idx, idx] -= paper_scalars[0]
-            if ww > 0:
-                H -= paper_scalars[1] * np.outer(wpad, wpad) / ww
-        if kind != "fisher":
-            idx = np.arange(pw)
-            H[idx, idx] += len(rows) * self.alpha
+            H += xt.T @ (c[:, None] * xt)
+            if total and bound is not None and self.threat.norm == 2:
+                g1 = self.loss.d1(z, yr)
+                wg = np.abs(g1) if weight is None else np.abs(g1) * weight
+                self._add_l2_curvature(H, w, bound, s, wg, wcols)
+        return self._add_regulariser(H, len(rows), cols)
+
+    def _curvature_fisher(self, theta, rows, points, cols, ties=None, neumann_order=None):
+        """``sum g g^T`` of the per-row gradients (regulariser share included)."""
+        wcols, intercept = self._cols(cols)
+        p = (self.n_features if wcols is None else len(wcols)) + int(intercept)
+        H = np.zeros((p, p))
+        share = self.regulariser_grad(theta, 1, cols)
+        for r, z, x, _, _, _ in self._terms(theta, rows, points, wcols, ties):
+            G = self.loss.d1(z, self.y[r])[:, None] * self._augment(x, intercept) + share
+            H += G.T @ G
+        return H
+
+    def _curvature_paper(self, theta, rows, points, cols, ties=None, neumann_order=3):
+        H = paper_hessian(self, theta, rows, cols, ties=ties, neumann_order=neumann_order)
+        return self._add_regulariser(H, len(rows), cols)
+
+    def _add_regulariser(self, H, n_rows, cols):
+        """Add the regulariser's share of ``n_rows`` rows to the diagonal of ``H``."""
+        idx = np.arange(H.shape[0])
+        H[idx, idx] += self.regulariser_diag(n_rows, cols)
         return H
 
     def zero_kkt_terms(self, theta, rows, scols, ties=None):
@@ -469,7 +456,7 @@ class LinearObjective:
             if weight is not None:
                 g1, c = g1 * weight, c * weight
             XZ = self.X[r][:, zcols]
-            zb = self.threat.bind(XZ, cols=zcols)
+            zb = bind(self.threat, XZ, cols=zcols)
             P = np.broadcast_to(zb.P, XZ.shape)
             Q = np.broadcast_to(zb.Q, XZ.shape)
             up = XZ + np.where(s[:, None] > 0, Q, -P)
@@ -497,11 +484,3 @@ class LinearObjective:
             H[idx, idx] += coef @ Fc
             V = Fc * wc
             H[:pw, :pw] -= V.T @ ((coef * inv_rho2)[:, None] * V)
-
-    # ---- exact refit -------------------------------------------------------
-    def refit(self, rows, theta0=None):
-        """Exact optimum of the robust objective over ``rows`` (used by Retrain)."""
-        from ._solvers import solve_exact
-
-        theta, _, _ = solve_exact(self, rows, theta0=theta0, tol=self.tol, max_iter=self.max_iter)
-        return theta

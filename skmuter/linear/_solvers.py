@@ -12,7 +12,9 @@ the worst case in closed form:
   L-BFGS-B then Newton steps with the exact (total) Hessian.
 
 ``solve_sgd`` is the paper's recipe: minibatch SGD on examples produced by the
-attack against the current model at every step.
+attack against the current model at every step. ``refit_exact`` is the exact
+solve an objective's ``refit`` goes through (bound with its settings by the
+estimator), so that the objective never imports a solver.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from scipy import linalg, optimize, sparse
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from ._objective import min_norm_subgradient
+from .._linalg import solve_dense
+from ._kkt import subgradient_from_split
+from ._worst_case import bind
 
 DEFAULT_EXACT_MAX_ITER = 10_000
 DEFAULT_SGD_EPOCHS = 100
@@ -39,10 +43,10 @@ def _linf_split_problem(obj, rows):
     """Value and gradient of the l_inf robust objective in ``v = (w+, w-, b)``."""
     X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
     y = obj.y[rows]
-    bound = obj.threat.bind(X, compress=X.size > 1_000_000)
+    bound = bind(obj.threat, X, compress=X.size > 1_000_000)
     X = _maybe_sparse(X)
     loss, alpha, d, m = obj.loss, obj.alpha, obj.n_features, len(rows)
-    noise = obj.noise
+    linear_term = obj.linear_term
 
     def fun(v):
         wp, wm = v[:d], v[d : 2 * d]
@@ -60,12 +64,12 @@ def _linf_split_problem(obj, rows):
         if obj.fit_intercept:
             grad.append([g1.sum()])
         grad = np.concatenate(grad)
-        if noise is not None:
+        if linear_term is not None:
             theta = np.concatenate([w, v[2 * d :]])
-            f += float(noise @ theta) / m
-            grad[:d] += noise[:d] / m
-            grad[d : 2 * d] -= noise[:d] / m
-            grad[2 * d :] += noise[d:] / m
+            f += float(linear_term @ theta) / m
+            grad[:d] += linear_term[:d] / m
+            grad[d : 2 * d] -= linear_term[:d] / m
+            grad[2 * d :] += linear_term[d:] / m
         return f, grad
 
     return fun
@@ -75,7 +79,7 @@ def _smooth_problem(obj, rows):
     """Value and gradient of the robust objective in ``theta`` (l_2 or eps = 0)."""
     X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
     y = obj.y[rows]
-    bound = obj.threat.bind(X) if obj.threat.epsilon > 0 else None
+    bound = bind(obj.threat, X) if obj.threat.epsilon > 0 else None
     loss, alpha, m = obj.loss, obj.alpha, len(rows)
 
     def fun(theta):
@@ -91,33 +95,28 @@ def _smooth_problem(obj, rows):
         if bound is not None:
             gw += bound.deltaT_dot(w, s, g1)
         grad = np.concatenate([gw, [g1.sum()]] if obj.fit_intercept else [gw])
-        if obj.noise is not None:
-            f += float(obj.noise @ theta) / m
-            grad += obj.noise / m
+        if obj.linear_term is not None:
+            f += float(obj.linear_term @ theta) / m
+            grad += obj.linear_term / m
         return f, grad
 
     return fun
 
 
-def _kkt_from_split(grad, w, d):
-    """Minimal-subgradient vector of the l_inf objective from its split gradient."""
-    return np.concatenate([min_norm_subgradient(grad[:d], grad[d : 2 * d], w), grad[2 * d :]])
-
-
 def _tie_step(obj, probe, rows, cols):
     """Newton step of the squared robust loss, exact on its kinks.
 
-    A Newton step from ``probe`` is the MUter step linearised there with the
-    whole current (sub)gradient as right-hand side, so it reuses the same solve
-    of the piecewise-quadratic model (see ``MUter._solve_on_ties``). Returns the
-    step and the subgradient on ``cols``.
+    A Newton step from ``probe`` minimises the local piecewise-quadratic model
+    there with the whole current (sub)gradient as right-hand side: the solve of
+    the objective's kink model (the one MUter's step uses). Returns the step
+    and the subgradient on ``cols``.
     """
-    from ..forgetters import MUter
-
-    model = MUter().prepare(obj, probe, rows, zero_terms=False)
-    g = obj.grad_sum(probe, rows, cols=model.cols_, ties=model.ties_)
-    step = model._solve_on_ties(obj, model.memory_, -g, rows)
-    where = np.searchsorted(cols, model.cols_)
+    free = np.flatnonzero(obj.free_mask(probe))
+    kinks = obj.kink_model(probe, rows, free)
+    A = obj.hessian_sum(probe, rows, kind="total", cols=free, ties=kinks.ties)
+    g = obj.grad_sum(probe, rows, cols=free, ties=kinks.ties)
+    step = kinks.solve(obj, A, -g, rows)
+    where = np.searchsorted(cols, free)
     out_step, out_g = np.zeros(len(cols)), np.zeros(len(cols))
     out_step[where] = step
     out_g[where] = g
@@ -141,10 +140,10 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
             # one-sided gradients mislead at ties: use the minimal subgradient,
             # computed only for accepted points (it costs a pass over the rows)
             f = fun(_split(th) if linf else th)[0]
-            return f, (obj.kkt_vector(th, rows) if need_residual else None)
+            return f, (obj.minimal_subgradient(th, rows) if need_residual else None)
         if linf:
             f, g = fun(_split(th))
-            return f, _kkt_from_split(g, th[:d], d)
+            return f, subgradient_from_split(g, th[:d], d)
         return fun(th)
 
     def _split(th):
@@ -234,15 +233,23 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
         theta = res.x
     n_iter = int(res.nit)
     theta, steps = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
-    residual = obj.kkt_residual(theta, rows)
+    residual = obj.gradient_residual(theta, rows)
     if not linf and obj.threat.epsilon > 0 and np.linalg.norm(theta[:d]) < 1e-6:
         # eps ||w||_2 has a kink at w = 0, where a smooth solver only creeps
         # towards it: try the zero model (with its best intercept) exactly.
         zero = _zero_model(obj, theta, rows)
-        zero_residual = obj.kkt_residual(zero, rows)
+        zero_residual = obj.gradient_residual(zero, rows)
         if zero_residual <= residual:
             theta, residual = zero, zero_residual
     return theta, n_iter + steps, residual
+
+
+def refit_exact(objective, rows, theta0=None, *, tol, max_iter):
+    """The exact optimum over ``rows`` (``solve_exact``'s parameters only): the
+    ``refitter`` of a :class:`~skmuter.linear.LinearObjective`, bound as
+    ``functools.partial(refit_exact, tol=..., max_iter=...)``."""
+    theta, _, _ = solve_exact(objective, rows, theta0=theta0, tol=tol, max_iter=max_iter)
+    return theta
 
 
 def _zero_model(obj, theta, rows):
@@ -252,7 +259,7 @@ def _zero_model(obj, theta, rows):
         return zero
     y = obj.y[rows]
     b = float(theta[-1])
-    shift = 0.0 if obj.noise is None else obj.noise[-1] / len(y)
+    shift = 0.0 if obj.linear_term is None else obj.linear_term[-1] / len(y)
     for _ in range(50):
         g = float(np.mean(obj.loss.d1(np.full(len(y), b), y))) + shift
         h = float(np.mean(obj.loss.d2(np.full(len(y), b), y)))
@@ -275,6 +282,7 @@ def solve_sgd(obj, attack, rows=None, theta0=None, max_iter=None, learning_rate=
     rows = np.arange(obj.X.shape[0]) if rows is None else np.asarray(rows)
     epochs = DEFAULT_SGD_EPOCHS if max_iter is None else max_iter
     attack = clone(attack).set_params(random_state=rng)
+    threat, step = attack._check(obj.n_features)
     theta = np.zeros(obj.n_params) if theta0 is None else np.array(theta0, dtype=np.float64)
     loss, d = obj.loss, obj.n_features
     iterator = range(epochs)
@@ -292,13 +300,36 @@ def solve_sgd(obj, attack, rows=None, theta0=None, max_iter=None, learning_rate=
             def input_grad(Xa, ya, w=w, b=b):
                 return loss.d1(Xa @ w + b, ya)[:, None] * w
 
-            Xa = attack.perturb(Xb, yb, input_grad) if obj.threat.epsilon > 0 else Xb
+            Xa = attack._run(Xb, yb, input_grad, threat, step) if obj.threat.epsilon > 0 else Xb
             g1 = loss.d1(Xa @ w + b, yb) / len(batch)
             grad = np.empty_like(theta)
             grad[:d] = g1 @ Xa + obj.alpha * w
             if obj.fit_intercept:
                 grad[d] = g1.sum()
-            if obj.noise is not None:
-                grad += obj.noise / len(rows)
+            if obj.linear_term is not None:
+                grad += obj.linear_term / len(rows)
             theta = theta - learning_rate * grad
-    return theta, epochs, obj.kkt_residual(theta, rows)
+    return theta, epochs, obj.gradient_residual(theta, rows)
+
+
+def newton_on_support(obj, theta, rows, tol, max_steps):
+    """Full Newton steps on the summed objective over ``rows``, on the free
+    coordinates of ``theta`` (its zeros stay pinned), with the exact total
+    Hessian, until the optimality residual reaches ``tol``.
+
+    The re-linearisation of a model whose features changed (a pipeline's
+    scaler forgot rows): the start is close to the new optimum, so no line
+    search. Returns the new ``theta``.
+    """
+    theta = np.array(theta, dtype=np.float64)
+    cols = np.flatnonzero(obj.free_mask(theta))
+    for _ in range(max_steps):
+        if obj.gradient_residual(theta, rows) <= tol:
+            break
+        g = obj.grad_sum(theta, rows, cols=cols)
+        linear = obj.linear_term_on(cols)
+        if linear is not None:  # certified removal's linear term
+            g = g + linear
+        H = obj.hessian_sum(theta, rows, kind="total", cols=cols)
+        theta[cols] -= solve_dense(H, g)[0]
+    return theta

@@ -11,12 +11,11 @@ the flattened input of each row.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from .._warnings import warn
 from ..attacks import Penalized
 
 __all__ = ["TorchThreat", "perturb", "start_noise"]
@@ -183,8 +182,7 @@ def _penalized(threat, X, input_grad, start=None, info=None):
     if info is not None:
         info["converged"] = converged
     elif not converged and X.dtype == torch.float64:
-        warnings.warn(
-            f"the penalised attack did not converge in n_steps={threat.n_steps} steps; "
-            f"gamma={threat.gamma} may be below the curvature of the loss in the input "
-            "(raise gamma or n_steps).", ConvergenceWarning, stacklevel=3)
+        warn(f"the penalised attack did not converge in n_steps={threat.n_steps} steps; "
+             f"gamma={threat.gamma} may be below the curvature of the loss in the input "
+             "(raise gamma or n_steps).", ConvergenceWarning)
     return (X + delta).detach()

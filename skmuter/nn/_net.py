@@ -4,24 +4,43 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import numbers
-import warnings
 
 import numpy as np
 import torch
 from sklearn.base import clone
+from sklearn.utils._param_validation import (
+    Interval,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .._forgetting import ForgetMixin, reset_forgetting
+from .._warnings import warn
 from ..attacks import _Attack, resolve_attack
 from ..forgetters import Forgetter, ForgetWarning, MUter
 from ._attacks import TorchThreat, perturb
 from ._objective import NetObjective
+from ._params import flat_values, resolve_names, write_flat
+from ._refit import refit_head
 
 __all__ = ["AdversarialNet", "paper_muter"]
+
+#: gradient tolerance (mean objective) of the exact refit: the polish and :meth:`retrain`
+_REFIT_TOL = 1e-9
+
+
+class _NoBool(Interval):
+    """An :class:`Interval` that refuses booleans (``True`` is no count or penalty)."""
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
 
 
 def paper_muter(neumann_order=100, cg_iter=10, damping=1e-4):
@@ -127,13 +146,13 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
     Notes
     -----
-    What forgetting means for a network (MUTER.md section 7): the forgotten
-    parameters move to (an approximation of) their optimum on the remaining
-    rows, everything else frozen. The exact reference,
-    :class:`~skmuter.forgetters.Retrain` or :meth:`retrain`, re-solves exactly
-    that problem to convergence; for the last layer on a frozen body it is
-    convex and its optimum unique. Retraining every layer from scratch is a
-    different, non-convex problem and is not what is compared.
+    What forgetting means for a network: the forgotten parameters move to
+    (an approximation of) their optimum on the remaining rows, everything
+    else frozen. The exact reference, :class:`~skmuter.forgetters.Retrain`
+    or :meth:`retrain`, re-solves exactly that problem to convergence; for
+    the last layer on a frozen body it is convex and its optimum unique.
+    Retraining every layer from scratch is a different, non-convex problem
+    and is not what is compared.
 
     After a forget the optimizer state (which saw the rows) is reset, the
     history (losses computed on them) cleared, and the rows erased from the
@@ -200,32 +219,27 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         return self
 
     # ---- validation --------------------------------------------------------------
+    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
+        "attack": [StrOptions({"pgd", "fgsm"}), _Attack],
+        "alpha": [_NoBool(numbers.Real, 0, np.inf, closed="left")],
+        "train_params": [StrOptions({"all", "forget"})],
+        "forgetter": [str, Forgetter],
+        "polish": ["boolean"],
+        "polish_max_iter": [_NoBool(numbers.Integral, 1, None, closed="left")],
+        "max_dense_params": [Interval(numbers.Integral, 0, None, closed="left")],
+        "random_state": [_NoBool(numbers.Integral, None, None, closed="neither"), None],
+        # the module returns logits: only the cross-entropy on logits is supported
+        "criterion": [Options(type, {torch.nn.CrossEntropyLoss})],
+    }
+
     def _check_settings(self):
-        attack = resolve_attack(self.attack)
-        if not isinstance(attack, _Attack):  # pragma: no cover - resolve_attack raises
-            raise TypeError("attack must be an attack object.")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) \
-                or not np.isfinite(self.alpha) or self.alpha < 0:
-            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}.")
-        if self.train_params not in ("all", "forget"):
-            raise ValueError(f"train_params must be 'all' or 'forget', got {self.train_params!r}.")
-        if not isinstance(self.forgetter, (str, Forgetter)):
-            raise TypeError("forgetter must be a name or a skmuter.forgetters.Forgetter, got "
-                            f"{type(self.forgetter).__name__}.")
-        if (not isinstance(self.polish_max_iter, numbers.Integral)
-                or isinstance(self.polish_max_iter, bool) or self.polish_max_iter < 1):
-            raise ValueError("polish_max_iter must be a positive integer, got "
-                             f"{self.polish_max_iter!r}.")
-        if not isinstance(self.max_dense_params, numbers.Integral) or self.max_dense_params < 0:
-            raise ValueError("max_dense_params must be a non-negative integer, got "
-                             f"{self.max_dense_params!r}.")
-        rs = self.random_state
-        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, numbers.Integral)):
-            raise TypeError(f"random_state must be None or an int, got {rs!r}.")
-        if self.criterion is not torch.nn.CrossEntropyLoss:
-            raise ValueError("AdversarialNet supports criterion=torch.nn.CrossEntropyLoss only "
-                             "(the module returns logits).")
-        return clone(attack)
+        """Validate the parameters (scikit-learn's constraints); the attack to train with."""
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            {name: getattr(self, name) for name in self._parameter_constraints},
+            caller_name=type(self).__name__,
+        )
+        return clone(resolve_attack(self.attack))
 
     def _validate_data(self, X, y, reset):
         X = np.asarray(X, dtype=np.float32)
@@ -265,44 +279,11 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     # ---- initialisation ------------------------------------------------------------
     def initialize(self):
         super().initialize()
-        self.forget_names_ = self._resolve_forget_names()
-        self._theta_init = self._flat(self.forget_names_)
+        self.forget_names_ = resolve_names(self.module_, self.forget_params)
+        self._theta_init = flat_values(self.module_, self.forget_names_)
         if self.train_params == "forget":
             self.initialize_optimizer()
         return self
-
-    def _resolve_forget_names(self):
-        named = [(n, p) for n, p in self.module_.named_parameters() if p.requires_grad]
-        names = [n for n, _ in named]
-        spec = self.forget_params
-        if isinstance(spec, str) and spec == "all":
-            return names
-        if isinstance(spec, str) and spec == "last":
-            last = None
-            for mod_name, mod in self.module_.named_modules():
-                if isinstance(mod, torch.nn.Linear):
-                    last = mod_name
-            if last is None:
-                raise ValueError("forget_params='last' needs a torch.nn.Linear module in the "
-                                 "network; name the modules to forget instead.")
-            prefix = last + "." if last else ""
-            return [n for n in names if n.startswith(prefix) and "." not in n[len(prefix):]]
-        if isinstance(spec, str) or not all(isinstance(s, str) for s in np.ravel(spec)):
-            raise ValueError(
-                f"forget_params must be 'last', 'all' or a list of module names, got {spec!r}."
-            )
-        out = []
-        for s in spec:
-            hits = [n for n in names if n == s or n.startswith(s + ".")]
-            if not hits:
-                raise ValueError(f"forget_params names {s!r}, which is not a module or trainable "
-                                 f"parameter of the network; parameters: {names[:8]}.")
-            out.extend(h for h in hits if h not in out)
-        return [n for n in names if n in out]
-
-    def _flat(self, names):
-        params = dict(self.module_.named_parameters())
-        return torch.cat([params[n].detach().flatten().double().cpu() for n in names]).numpy()
 
     def get_all_learnable_params(self):
         if self.train_params == "forget" and hasattr(self, "forget_names_"):
@@ -445,14 +426,17 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
                 self.module_, self.forget_names_, self._train_X, self._train_y, threat,
                 self.alpha, seed=0 if self.random_state is None else int(self.random_state),
                 theta_init=self._theta_init, device=self.device,
-                dense_max=self.max_dense_params, refit_max_iter=self.polish_max_iter,
+                dense_max=self.max_dense_params,
+                refitter=functools.partial(refit_head, tol=_REFIT_TOL,
+                                           max_iter=self.polish_max_iter),
             )
         return self._objective_
 
     def training_objective(self):
-        """The :class:`~skmuter.nn._objective.NetObjective` of the fitted net."""
+        """The training problems of the fitted net: a list of one
+        :class:`~skmuter.nn.NetObjective` (the same return type as every model)."""
         check_is_fitted(self, "n_train_")
-        return self._objective()
+        return self._forget_objectives()
 
     # ---- prediction --------------------------------------------------------------------
     def predict(self, X):
@@ -517,17 +501,10 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         return [self._objective()]
 
     def _get_thetas(self):
-        return [self._flat(self.forget_names_)]
+        return [flat_values(self.module_, self.forget_names_)]
 
     def _write_theta(self, theta):
-        params = dict(self.module_.named_parameters())
-        theta = torch.as_tensor(np.asarray(theta, dtype=np.float64))
-        with torch.no_grad():
-            for name, piece in zip(self.forget_names_,
-                                   torch.split(theta, [params[n].numel()
-                                                       for n in self.forget_names_])):
-                p = params[name]
-                p.copy_(piece.reshape(p.shape).to(device=p.device, dtype=p.dtype))
+        write_flat(self.module_, self.forget_names_, theta)
 
     def _set_thetas(self, thetas):
         self._write_theta(thetas[0])
@@ -553,12 +530,12 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         if left or stats:
             what = f"parameters {left[:4]}{'...' if len(left) > 4 else ''}" if left else \
                 f"batch-norm statistics of {stats[:4]}"
-            warnings.warn(
+            warn(
                 f"{what} were trained on the rows being forgotten but are not updated by "
                 "forgetting, so information about the rows remains in them. Train only the "
                 "forgotten parameters on a body pre-trained on other data "
                 "(train_params='forget'), or forget every parameter (forget_params='all').",
-                ForgetWarning, stacklevel=3,
+                ForgetWarning,
             )
 
     def _purge(self, rows):
@@ -589,7 +566,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     def retrain(self, start="init"):
         """A copy whose forgotten parameters are re-solved exactly on the remaining rows.
 
-        Everything else stays frozen (MUTER.md section 7): the exact reference
+        Everything else stays frozen, as in forgetting: the exact reference
         of every forgetter. The forgetting history of the copy is kept.
 
         Parameters

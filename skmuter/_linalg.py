@@ -1,16 +1,13 @@
-"""Linear algebra of the forgetters: factorised memory, CG, MINRES."""
+"""Symmetric solves shared by the solvers and the forgetters: dense Cholesky with
+its fallbacks, conjugate gradients."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import linalg
-from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg, minres
+from scipy.sparse.linalg import cg
 
-
-class ForgetWarning(UserWarning):
-    """A forget request was solved with a fallback (damping or least squares)."""
+from ._warnings import ForgetWarning, warn
 
 
 def solve_dense(A, b):
@@ -37,58 +34,27 @@ def solve_dense(A, b):
             factor = linalg.cho_factor(A + rho * np.eye(A.shape[0]), check_finite=False)
         except linalg.LinAlgError:
             continue
-        warnings.warn(
+        warn(
             f"the forgetting matrix is not positive definite; added damping {rho:.3g} "
             f"({rel:.0e} of its largest diagonal entry) to solve it. The step is less "
             "reliable: check it with skmuter.metrics.gradient_residual.",
             ForgetWarning,
-            stacklevel=3,
         )
         return linalg.cho_solve(factor, b, check_finite=False), factor
-    warnings.warn(
+    warn(
         "the forgetting matrix is far from positive definite; solved it by least "
         "squares. The step is unreliable: prefer refitting.",
         ForgetWarning,
-        stacklevel=3,
     )
     return np.linalg.lstsq(A, b, rcond=None)[0], None
 
 
-def fixed_cg(A, b, n_iter):
-    """``n_iter`` plain conjugate-gradient iterations from zero (no early stop).
-
-    This is how the MUter paper's code solves its system; on an indefinite
-    matrix it is not a convergent method, which is the point of replicating it.
-    """
-    A = aslinearoperator(A) if not isinstance(A, LinearOperator) else A
-    x = np.zeros_like(b)
-    r = b.copy()
-    p = r.copy()
-    rr = float(r @ r)
-    for _ in range(n_iter):
-        if rr == 0:
-            break
-        Ap = A.matvec(p)
-        pAp = float(p @ Ap)
-        if pAp == 0:
-            break
-        a = rr / pAp
-        x += a * p
-        r -= a * Ap
-        rr_new = float(r @ r)
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return x
-
-
-def solve_operator(A, b, method="cg", rtol=1e-10, maxiter=None):
-    """Matrix-free solve of ``A x = b`` by CG (positive definite) or MINRES."""
-    solver = cg if method == "cg" else minres
-    x, info = solver(A, b, rtol=rtol, maxiter=maxiter)
+def solve_operator(A, b, rtol=1e-10, maxiter=None):
+    """Matrix-free solve of ``A x = b`` (``A`` positive definite) by conjugate gradients."""
+    x, info = cg(A, b, rtol=rtol, maxiter=maxiter)
     if info != 0:
-        warnings.warn(
-            f"{method} did not reach rtol={rtol} in {maxiter} iterations (info={info}).",
+        warn(
+            f"cg did not reach rtol={rtol} in {maxiter} iterations (info={info}).",
             ForgetWarning,
-            stacklevel=3,
         )
     return x
