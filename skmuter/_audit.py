@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .linear._base import BaseAdversarialLinear
@@ -72,6 +73,11 @@ def _proba_losses(est, X, y):
 
 
 def _row_losses(est, X, y, loss):
+    if isinstance(est, Pipeline):  # the final estimator's loss on the transformed rows
+        check_is_fitted(est)
+        for _, _, step in est._iter(with_final=False, filter_passthrough=True):
+            X = step.transform(X)
+        return _row_losses(est[-1], X, y, loss)
     if isinstance(est, BaseAdversarialLinear):
         return _linear_losses(est, X, y, loss)
     if loss == "robust":
@@ -104,7 +110,9 @@ def membership_audit(est, X_forgotten, y_forgotten, X_heldout, y_heldout, loss="
     ----------
     est : fitted estimator
         A skmuter linear model, or any classifier with ``predict_proba`` and
-        ``classes_`` (e.g. :class:`skmuter.nn.AdversarialNet`).
+        ``classes_`` (e.g. :class:`skmuter.nn.AdversarialNet`), or a fitted
+        pipeline of one (the loss of its final estimator on the transformed
+        rows).
     X_forgotten : array-like of shape (n_forgotten, n_features)
         The forgotten training rows (keep a copy before ``forget``: the model
         erases them from its stored data).

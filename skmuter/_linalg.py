@@ -10,15 +10,20 @@ from scipy.sparse.linalg import cg
 from ._warnings import ForgetWarning, warn
 
 
-def solve_dense(A, b):
+def solve_dense(A, b, quiet=False):
     """Solve ``A x = b`` for a symmetric ``A``; returns ``(x, factor)``.
 
     Uses a Cholesky factorisation (the factor is returned for reuse). When
     ``A`` is not positive definite (singular memory, saturated rows with zero
     curvature, an unregularised model), the smallest damping ``rho * I`` that
     makes it so is added, from ``1e-12`` up to ``1e-2`` times the largest
-    diagonal entry, and a :class:`ForgetWarning` says how much; past that the
-    system is solved by least squares, with a warning too.
+    diagonal entry, and a :class:`~skmuter.forgetters.ForgetWarning` says how
+    much; past that the system is solved by least squares, with a warning too.
+
+    ``quiet=True`` (the solver's own Newton steps during ``fit``, where nothing
+    is forgotten) solves a system that is not positive definite at once by
+    least squares (the minimum-norm step, which moves nothing along a flat
+    direction) without a warning; the caller reports an ill-posed fit once.
     """
     if A.shape[0] == 0:
         return np.zeros(0), None
@@ -26,7 +31,8 @@ def solve_dense(A, b):
         factor = linalg.cho_factor(A, check_finite=False)
         return linalg.cho_solve(factor, b, check_finite=False), factor
     except linalg.LinAlgError:
-        pass
+        if quiet:
+            return np.linalg.lstsq(A, b, rcond=None)[0], None
     scale = max(float(np.max(np.abs(np.diag(A)))), np.finfo(float).tiny)
     for rel in 10.0 ** np.arange(-12, -1):
         rho = rel * scale

@@ -1,21 +1,28 @@
-"""Scalers that forget training rows: the forgetting transformers of a pipeline.
+"""Scalers and an imputer that forget training rows: the forgetting transformers of a pipeline.
 
 A fitted scaler keeps statistics of the rows it saw. These keep a float64
 copy of their training rows as well, so that ``forget`` can update the
-statistics to those of the kept rows (an exact downdate of mean and variance;
-extremes recomputed from the kept rows) and erase the forgotten rows. They are
-public from :mod:`skmuter.pipeline`.
+statistics to those of the kept rows (an exact downdate of mean and variance,
+or of the column means of an imputer; extremes, medians and modes recomputed
+from the kept rows) and erase the forgotten rows. Their statistics after
+``fit`` are scikit-learn's own, so they transform exactly as the scikit-learn
+transformer fitted on the same rows. They are public from
+:mod:`skmuter.pipeline`.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._mask import _get_mask
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._forgetting import rows_and_kept
 
-__all__ = ["ForgettingMinMaxScaler", "ForgettingStandardScaler"]
+__all__ = ["ForgettingMinMaxScaler", "ForgettingSimpleImputer", "ForgettingStandardScaler"]
 
 
 def _handle_zeros_in_scale(scale, constant_mask=None):
@@ -56,12 +63,44 @@ class _ForgettingTransformerMixin:
         if sample_weight is not None:
             raise ValueError(f"{type(self).__name__} does not support sample_weight.")
         self._validate_params()
+        raw = X
         X = validate_data(self, X, dtype=np.float64, copy=True, order="C", reset=True)
         self._X = X
         self._fit_stats(X)
+        self._publish_fit(raw)
         self.n_train_ = X.shape[0]
         self.forgotten_ = np.zeros(0, dtype=np.int64)
         return self
+
+    def _publish_fit(self, raw):
+        """Hook: make the published statistics of ``fit`` scikit-learn's own."""
+
+    def _refit_kept(self, X_kept):
+        """Replace the kept rows by ``X_kept`` and recompute the statistics from them.
+
+        A pipeline calls this when a step before this one changed its output
+        (an imputer's fill value moved): the rows this step holds are then
+        its new inputs, and its statistics those of a fit on them.
+        """
+        kept = self._kept_mask()
+        X_kept = np.asarray(X_kept, dtype=np.float64)
+        if X_kept.shape != (int(kept.sum()), self._X.shape[1]):
+            raise ValueError(f"expected the {int(kept.sum())} kept rows, got shape "
+                             f"{X_kept.shape}.")
+        stats = self._stats_of(X_kept)
+        self._X[kept] = X_kept
+        self.__dict__.update(stats)
+
+    def _stats_of(self, X):
+        """The fitted statistics of ``X`` (the kept rows), as attributes."""
+        saved = dict(self.__dict__)
+        try:
+            self._fit_stats(X)
+            return {k: v for k, v in self.__dict__.items()
+                    if k not in saved or v is not saved[k]}
+        finally:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Not supported: a forgetting scaler is fitted in one call to :meth:`fit`.
@@ -192,6 +231,15 @@ class ForgettingStandardScaler(_ForgettingTransformerMixin, StandardScaler):
         m2 = ((X - mean) ** 2).sum(axis=0)
         self._set_stats(n, mean, m2)
 
+    def _publish_fit(self, raw):
+        # The published statistics of the fit are scikit-learn's own, bit for
+        # bit (its sums depend on the memory layout of the input), so that
+        # the scaler transforms exactly as a StandardScaler; the two-pass
+        # moments are what later forgets downdate.
+        raw = check_array(raw, dtype=np.float64)
+        ref = StandardScaler(with_mean=self.with_mean, with_std=self.with_std).fit(raw)
+        self.mean_, self.var_, self.scale_ = ref.mean_, ref.var_, ref.scale_
+
     def _set_stats(self, n, mean, m2):
         self._mean, self._m2 = mean, m2
         self.__dict__.update(self._public_stats(n, mean, m2))
@@ -305,3 +353,156 @@ class ForgettingMinMaxScaler(_ForgettingTransformerMixin, MinMaxScaler):
             data_min[touched] = rest.min(axis=0)
             data_max[touched] = rest.max(axis=0)
         return self._public_stats(data_min, data_max, int(kept.sum()))
+
+
+def _is_empty(statistics):
+    """Mask of the features a SimpleImputer drops (statistic NaN)."""
+    return np.array([isinstance(v, float) and math.isnan(v) for v in statistics], dtype=bool)
+
+
+class ForgettingSimpleImputer(_ForgettingTransformerMixin, SimpleImputer):
+    """``SimpleImputer`` that can forget training rows.
+
+    Same parameters and transform as :class:`sklearn.impute.SimpleImputer`,
+    for numeric input. It keeps a float64 copy of its training rows (missing
+    entries included); ``forget`` then updates the fill values to those of
+    the kept rows: ``strategy='mean'`` by an exact downdate of each column's
+    sum and count of observed values (``O(k d)``), ``'median'`` and
+    ``'most_frequent'`` recomputed from the kept rows, ``'constant'`` needs
+    nothing. The forgotten rows are zeroed in the copy. The result equals a
+    ``SimpleImputer`` fitted on the kept rows (up to rounding for the mean).
+
+    A request that would leave a feature without any observed value among
+    the kept rows is refused when ``keep_empty_features=False`` (the imputer
+    would drop the feature, changing the number of output features).
+    ``add_indicator=True``, sparse and non-numeric input, ``sample_weight``
+    and ``partial_fit`` are not supported.
+
+    Parameters
+    ----------
+    missing_values, strategy, fill_value, copy, add_indicator, keep_empty_features
+        As in :class:`~sklearn.impute.SimpleImputer`.
+
+    Attributes
+    ----------
+    statistics_ : ndarray of shape (n_features,)
+        As in ``SimpleImputer``, for the rows not forgotten.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Feature names, when ``X`` had them.
+    n_train_ : int
+        Number of rows given to ``fit``.
+    forgotten_ : ndarray of int
+        Sorted positions of the forgotten rows.
+
+    See Also
+    --------
+    ForgettingStandardScaler : standardisation by exact downdate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter.pipeline import ForgettingSimpleImputer
+    >>> X = np.array([[1.0], [np.nan], [3.0], [8.0]])
+    >>> imputer = ForgettingSimpleImputer().fit(X)
+    >>> imputer.statistics_
+    array([4.])
+    >>> imputer.forget([3]).transform([[np.nan]])
+    array([[2.]])
+    """
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the fill values and keep a float64 copy of ``X`` for forgetting.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows (dense, numeric; missing entries allowed).
+        y : None
+            Ignored.
+        sample_weight : None
+            Not supported.
+
+        Returns
+        -------
+        self : object
+            The fitted imputer. Any earlier forgetting state is discarded.
+        """
+        if sample_weight is not None:
+            raise ValueError(f"{type(self).__name__} does not support sample_weight.")
+        self._validate_params()
+        if self.add_indicator:
+            raise ValueError(
+                f"{type(self).__name__} does not support add_indicator=True (the indicator's "
+                "columns depend on which training rows have missing values); add a separate "
+                "stateless step or refit instead."
+            )
+        try:
+            data = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", copy=True,
+                               order="C")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{type(self).__name__} needs dense numeric input it can keep as float64 to "
+                f"forget rows: {exc}"
+            ) from exc
+        SimpleImputer.fit(self, X)  # scikit-learn's own statistics, names and dtype
+        self._X = data
+        self._fit_stats(data)
+        self.n_train_ = data.shape[0]
+        self.forgotten_ = np.zeros(0, dtype=np.int64)
+        return self
+
+    def _observed(self, X):
+        return ~_get_mask(X, self.missing_values)
+
+    def _stats_of(self, X):
+        out = super()._stats_of(X)
+        ref = SimpleImputer(missing_values=self.missing_values, strategy=self.strategy,
+                            fill_value=self.fill_value,
+                            keep_empty_features=self.keep_empty_features)
+        out["statistics_"] = ref.fit(X).statistics_.astype(self.statistics_.dtype, copy=False)
+        if not self.keep_empty_features and np.any(
+            _is_empty(out["statistics_"]) != _is_empty(self.statistics_)
+        ):
+            raise ValueError("the new inputs would leave a feature without an observed value; "
+                             "refit the pipeline.")
+        return out
+
+    def _fit_stats(self, X):
+        if self.strategy == "mean":
+            seen = self._observed(X)
+            self._sum = np.where(seen, X, 0.0).sum(axis=0)
+            self._count = seen.sum(axis=0)
+
+    def _forget_stats(self, removed, kept):
+        out = {}
+        if self.strategy == "mean":
+            seen = self._observed(removed)
+            total = self._sum - np.where(seen, removed, 0.0).sum(axis=0)
+            count = self._count - seen.sum(axis=0)
+            stats = np.full(total.shape, 0.0 if self.keep_empty_features else np.nan)
+            ok = count > 0
+            stats[ok] = total[ok] / count[ok]
+            out.update(statistics_=stats, _sum=total, _count=count)
+        elif self.strategy == "constant":
+            stats = self.statistics_.copy()
+            if not self.keep_empty_features:
+                stats[~self._observed(self._X[kept]).any(axis=0)] = np.nan
+            out["statistics_"] = stats
+        else:
+            ref = SimpleImputer(missing_values=self.missing_values, strategy=self.strategy,
+                                fill_value=self.fill_value,
+                                keep_empty_features=self.keep_empty_features)
+            out["statistics_"] = ref.fit(self._X[kept]).statistics_.astype(
+                self.statistics_.dtype, copy=False)
+        now = _is_empty(out["statistics_"])
+        if not self.keep_empty_features and np.any(now != _is_empty(self.statistics_)):
+            cols = np.flatnonzero(now != _is_empty(self.statistics_))
+            raise ValueError(
+                f"the request would leave feature(s) {cols[:5].tolist()} without an observed "
+                "value among the kept rows, so SimpleImputer would drop them and the number "
+                "of features would change; refit on the kept rows instead, or use "
+                "keep_empty_features=True."
+            )
+        return out

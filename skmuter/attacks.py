@@ -17,6 +17,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -74,7 +75,6 @@ class _Norm(Options):
 #: constraints shared by the attacks and :class:`Threat`
 _RADIUS = _NotBool(Real, 0, None, closed="left")  # finite, >= 0
 _POSITIVE = _NotBool(Real, 0, None, closed="neither")  # finite, > 0
-_STEP = Interval(Real, 0, None, closed="left")  # finite, >= 0
 _NORM = _Norm()
 _CLIP = [None, "array-like"]  # a pair (low, high): checked by Threat
 
@@ -91,8 +91,9 @@ class _Attack(BaseEstimator):
     _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
         "epsilon": [_RADIUS],
         "norm": [_NORM],
-        "step_size": [None, _STEP],
-        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        # a zero step leaves the inputs where they are: no attack at all
+        "step_size": [None, _POSITIVE],
+        "n_steps": [_NotBool(Integral, 1, None, closed="left")],
         "random_start": ["boolean", Hidden(Options(Integral, {0, 1}))],
         "clip": _CLIP,
         "random_state": ["random_state"],
@@ -195,8 +196,8 @@ class PGD(_Attack):
     norm : {'inf', 2}, default='inf'
         Norm of the ball.
     step_size : float, default=None
-        Step of each iteration; ``None`` means ``min(epsilon, 2.5 * epsilon / n_steps)``.
-        Must not exceed ``epsilon``.
+        Step of each iteration, ``> 0``; ``None`` means ``min(epsilon, 2.5 * epsilon /
+        n_steps)``. Must not exceed ``epsilon``.
     n_steps : int, default=10
         Number of ascent steps.
     random_start : bool, default=True
@@ -264,7 +265,8 @@ class FGSM(_Attack):
     random_start : bool, default=False
         Start from a uniformly random point of the ball.
     step_size : float, default=None
-        Size of the single step, ``None`` means ``epsilon``.
+        Size of the single step, ``> 0``; ``None`` means ``epsilon``. Must not
+        exceed ``epsilon``.
     random_state : int, RandomState instance or None, default=None
         Seed of the random start.
 
@@ -488,7 +490,18 @@ class Threat:
         if not self.boxed:
             return
         tol = 1e-12
-        if np.any(X < self.low - tol) or np.any(X > self.high + tol):
+        if sparse.issparse(X):
+            # the stored entries against their column's bounds; a column with
+            # implicit zeros needs 0 inside its bounds
+            X = X.tocoo()
+            low = np.broadcast_to(self.low, (X.shape[1],))
+            high = np.broadcast_to(self.high, (X.shape[1],))
+            zeros = np.bincount(X.col[X.data != 0], minlength=X.shape[1]) < X.shape[0]
+            outside = (np.any(X.data < low[X.col] - tol) or np.any(X.data > high[X.col] + tol)
+                       or np.any(zeros & ((low > tol) | (high < -tol))))
+        else:
+            outside = np.any(X < self.low - tol) or np.any(X > self.high + tol)
+        if outside:
             raise ValueError(
                 "X has values outside clip=(low, high); the attack box must contain the "
                 "clean inputs (rescale X or widen clip)."

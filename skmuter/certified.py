@@ -56,6 +56,12 @@ from ._warnings import warn
 __all__ = ["CertificationError", "CertificationWarning", "CertifiedRemoval"]
 
 
+def _weight_sum(objective, rows):
+    """How many rows ``rows`` count for in ``objective`` (their summed weight)."""
+    weight_sum = getattr(objective, "weight_sum", None)
+    return len(rows) if weight_sum is None else weight_sum(rows)
+
+
 class CertificationError(RuntimeError):
     """A forget would leave the model outside its certified-removal budget."""
 
@@ -176,7 +182,8 @@ class CertifiedRemoval(BaseEstimator):
         -------
         residuals : list of float
         """
-        return [len(rows) * float(obj.gradient_residual(theta, rows))
+        # the summed objective weighs each row by its sample weight (1 without)
+        return [_weight_sum(obj, rows) * float(obj.gradient_residual(theta, rows))
                 for obj, theta in zip(objectives, thetas)]
 
     def certificate(self, residuals, n_problems):

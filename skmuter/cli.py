@@ -11,12 +11,18 @@
     accuracy and robustness tables, and writes CSV files and PNG figures
     (the figures with matplotlib only).
 
-Bad arguments end with one line on stderr and exit status 2.
+Bad arguments (an unknown choice, a removal size that does not parse, a
+data file that cannot be read, an output folder that cannot be written) end
+with one line ``skmuter: error: ...`` on stderr and exit status 2, checked
+before the long computation starts. Progress bars are drawn only when stderr
+is a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import tempfile
 import time
@@ -44,8 +50,24 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Errors raise :class:`UsageError`; help texts are plain text, a ``%`` in them prints as is."""
+
     def error(self, message):
         raise UsageError(message)
+
+    def add_argument(self, *args, **kwargs):
+        if isinstance(kwargs.get("help"), str):
+            kwargs["help"] = _literal(kwargs["help"])
+        return super().add_argument(*args, **kwargs)
+
+
+def _literal(text):
+    # argparse %-formats help texts (for "%(default)s"); these use none.
+    return text.replace("%", "%%")
+
+
+def _add_command(sub, name, *, help, description):
+    return sub.add_parser(name, help=_literal(help), description=description)
 
 
 def _forgetter_list(text):
@@ -58,6 +80,27 @@ def _forgetter_list(text):
             f"unknown forgetter {unknown[0]!r} (choose from {', '.join(FORGETTER_NAMES)})"
         )
     return [n for n in names if n != RETRAIN]
+
+
+def _nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to 2**32 - 1, got {text!r}")
+    return value
 
 
 def _positive_int(text):
@@ -79,25 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skmuter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench}", parser_class=_Parser)
 
-    demo = sub.add_parser(
-        "demo", help="offline demo on scikit-learn's digits (1 vs 7)",
+    demo = _add_command(
+        sub, "demo", help="offline demo on scikit-learn's digits (1 vs 7)",
         description="Fit an adversarially trained logistic regression on scikit-learn's "
-                    "digits 1 vs 7, forget 1%% of its training rows with every forgetter "
+                    "digits 1 vs 7, forget 1% of its training rows with every forgetter "
                     "and compare with an exact retrain. Needs no network.",
     )
     demo.add_argument("--out", metavar="DIR", help="folder for the figure (default: a new "
                       "temporary folder)")
     demo.add_argument("--removal", default="1%", help="rows to forget, a count or a "
-                      "percentage (default: 1%%)")
+                      "percentage (default: 1%)")
     demo.add_argument("--repeats", type=_positive_int, default=5,
                       help="random removal sets, medians reported (default: 5)")
     demo.add_argument("--forgetters", type=_forgetter_list, default=list(DEFAULT_FORGETTERS),
                       help="comma-separated forgetter names (default: all)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the removal draws")
-    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the removal draws")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="hide the progress bar (shown only when stderr is a terminal)")
 
-    bench = sub.add_parser(
-        "bench", help="the MUter paper's linear experiments",
+    bench = _add_command(
+        sub, "bench", help="the MUter paper's linear experiments",
         description="Fit once, forget random training rows with every forgetter, compare "
                     "with an exact retrain timed in the same run. Prints the efficiency "
                     "table (the paper's Table 6 layout) and the effectiveness, accuracy and "
@@ -127,14 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sequential", action="store_true",
                        help="forget one row per request (the paper's Algorithm 1) instead "
                             "of one request per removal-size step")
-    bench.add_argument("--alpha", type=float, default=1e-4,
+    bench.add_argument("--alpha", type=_nonnegative_float, default=1e-4,
                        help="L2 penalty, the paper's lambda (default: 1e-4)")
     bench.add_argument("--data", metavar="PATH",
-                       help=f"data file or folder (default: ${DATA_ENV}, then download)")
+                       help=f"data file or folder of mnist-b or covtype (default: "
+                            f"${DATA_ENV}, then download)")
     bench.add_argument("--out", metavar="DIR", default="skmuter-bench",
                        help="folder for CSV and PNG files (default: ./skmuter-bench)")
-    bench.add_argument("--seed", type=int, default=0, help="seed of the removal draws")
-    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench.add_argument("--seed", type=_seed, default=0, help="seed of the removal draws")
+    bench.add_argument("--no-progress", action="store_true",
+                       help="hide the progress bar (shown only when stderr is a terminal)")
     return parser
 
 
@@ -160,6 +206,28 @@ def _checked(func, *args):
         raise UsageError(str(exc)) from exc
 
 
+def _os_message(exc):
+    """One line for an OSError: what failed, on which path."""
+    what = exc.strerror or str(exc)
+    return f"{what}: {exc.filename}" if exc.filename else what
+
+
+def _output_folder(path, option="--out"):
+    """Create ``path`` and check that files can be written there, before any work."""
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"argument {option}: {str(path)!r} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".skmuter-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"argument {option}: cannot write to {str(path)!r} "
+                         f"({_os_message(exc)})") from exc
+    return folder
+
+
 def _demo(args):
     from .benchmark import (
         BenchmarkSettings,
@@ -172,6 +240,7 @@ def _demo(args):
 
     X_train, X_test, y_train, y_test = load_dataset("digits")
     removals = _checked(parse_removals, args.removal, len(y_train))
+    out = _output_folder(args.out) if args.out else None
     attack = paper_attack("digits", "fgsm", random_state=args.seed)
     estimator = paper_estimator("logistic", attack)
     print("skmuter demo: scikit-learn digits 1 vs 7, adversarial logistic regression")
@@ -198,7 +267,8 @@ def _demo(args):
     print(table.to_string(na_rep="-", formatters={
         "time (s)": _g3, "pre-comp. (s)": _g3, "dist. to retrain": _e2,
         "residual frac.": _g3, "clean acc.": _f4, "robust acc.": _f4}))
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="skmuter-demo-"))
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="skmuter-demo-"))
     try:
         path = result.plot_overview(out / "demo.png")
     except ImportError as exc:  # matplotlib, an optional extra, is missing
@@ -221,14 +291,15 @@ def _bench(args):
     )
 
     t_start = time.perf_counter()
+    if args.data is not None and args.dataset == "digits":
+        raise UsageError("argument --data: the digits are bundled with scikit-learn; "
+                         "--data is for mnist-b and covtype")
     X_train, X_test, y_train, y_test = _checked(load_dataset, args.dataset, args.data)
     removals = _checked(parse_removals, args.removals, len(y_train))
-    if args.alpha < 0:
-        raise UsageError(f"argument --alpha: must be >= 0, got {args.alpha}")
+    out = _output_folder(args.out)
     attack = paper_attack(args.dataset, args.attack, random_state=args.seed)
     estimator = paper_estimator(args.model, attack, alpha=args.alpha)
     repeats = args.repeats or PROTOCOLS[args.dataset].repeats
-    out = Path(args.out)
     print(f"skmuter bench: {args.dataset}, {args.model}, {args.attack}, removals "
           f"{', '.join(f'{lab}={n}' if lab.endswith('%') else lab for lab, n in removals)}, "
           f"{repeats} repeats, "
@@ -271,7 +342,9 @@ def main(argv=None) -> int:
     Returns
     -------
     status : int
-        0 on success, 2 for bad arguments or missing data.
+        0 on success, 2 for bad arguments, missing or unreadable data, or an
+        output folder that cannot be written (one line on stderr), 130 when
+        interrupted.
 
     Examples
     --------
@@ -288,6 +361,9 @@ def main(argv=None) -> int:
         return _demo(args) if args.command == "demo" else _bench(args)
     except (UsageError, DatasetNotFoundError) as exc:
         print(f"skmuter: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be read or written mid-way
+        print(f"skmuter: error: {_os_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("skmuter: interrupted", file=sys.stderr)

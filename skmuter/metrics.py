@@ -17,6 +17,13 @@ The honest yardsticks (the MUter paper's, made exact):
 The model before forgetting is needed for the do-nothing distance: keep a copy
 (``copy.deepcopy(est)``) before calling ``forget``. Estimators do not keep it
 themselves, since it is a function of the rows being forgotten.
+
+Every function also takes a fitted :class:`~skmuter.pipeline.ForgetPipeline`:
+its retrain is the whole pipeline refitted on the kept rows, its parameters
+and gradient residual are those of its final estimator (on the kept rows as
+the current steps transform them), and its robust accuracy perturbs the
+features its final estimator sees (see
+:meth:`~skmuter.pipeline.ForgetPipeline.robust_score`).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._audit import membership_audit
@@ -42,6 +50,8 @@ __all__ = [
 
 def _params(est):
     check_is_fitted(est)
+    if isinstance(est, Pipeline):  # a pipeline's parameters are its final estimator's
+        est = est[-1]
     if hasattr(est, "forgetting_params"):
         return np.asarray(est.forgetting_params(), dtype=np.float64)
     W = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
@@ -54,14 +64,15 @@ def retrain(est):
 
     Parameters
     ----------
-    est : fitted skmuter estimator
+    est : fitted skmuter estimator or ForgetPipeline
 
     Returns
     -------
     retrained : estimator
         The estimator's own ``retrain()`` when it has one (the skmuter
         models: an exact solve of the same objective, certified removal's
-        linear term included); otherwise a clone with the same parameters
+        linear term included; a :class:`~skmuter.pipeline.ForgetPipeline`:
+        the whole pipeline refitted on the kept rows); otherwise a clone with the same parameters
         (``solver='exact'`` where offered) fitted on
         ``est.remaining_training_data()``.
 
@@ -154,7 +165,8 @@ def gradient_residual(est):
 
     Parameters
     ----------
-    est : fitted skmuter estimator
+    est : fitted skmuter estimator or ForgetPipeline
+        For a pipeline, its final estimator on its transformed kept rows.
 
     Returns
     -------
@@ -178,7 +190,9 @@ def robust_accuracy(est, X, y, attack=None):
 
     Parameters
     ----------
-    est : fitted skmuter estimator
+    est : fitted skmuter estimator or ForgetPipeline
+        For a pipeline the attack perturbs the features its final estimator
+        sees (the transformed ``X``), in that estimator's threat model.
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
     attack : attack object, default=None
@@ -200,13 +214,15 @@ def robust_accuracy(est, X, y, attack=None):
     return float(est.robust_score(X, y, attack=attack))
 
 
-def forget_report(unlearned, original, X_test=None, y_test=None, retrained=None):
+def forget_report(unlearned, original=None, X_test=None, y_test=None, retrained=None):
     """All verification figures of one forget, as a dict.
 
     Parameters
     ----------
-    unlearned : fitted estimator after ``forget``
-    original : copy of the estimator before ``forget``
+    unlearned : fitted estimator or ForgetPipeline after ``forget``
+    original : copy of the estimator before ``forget``, default=None
+        Needed only for ``do_nothing_distance`` and ``residual_fraction``,
+        which are left out of the report without it.
     X_test, y_test : array-like, optional
         Held-out data for clean and robust accuracy.
     retrained : estimator, optional
@@ -215,9 +231,10 @@ def forget_report(unlearned, original, X_test=None, y_test=None, retrained=None)
     Returns
     -------
     report : dict
-        ``distance_to_retrain``, ``do_nothing_distance``, ``residual_fraction``,
-        ``gradient_residual`` (unlearned model), ``retrain_time`` (when
-        computed), and ``clean_accuracy``/``robust_accuracy`` (plus
+        ``distance_to_retrain``, ``gradient_residual`` (unlearned model),
+        ``retrain_time`` (when computed), ``do_nothing_distance`` and
+        ``residual_fraction`` (with ``original``), and
+        ``clean_accuracy``/``robust_accuracy`` (plus
         ``retrain_clean_accuracy``/``retrain_robust_accuracy``) with test data.
 
     Examples
@@ -231,6 +248,8 @@ def forget_report(unlearned, original, X_test=None, y_test=None, retrained=None)
     >>> report = forget_report(est.forget([4]), before, X / 16, y)
     >>> sorted(report)[:3]
     ['clean_accuracy', 'distance_to_retrain', 'do_nothing_distance']
+    >>> sorted(forget_report(est))
+    ['distance_to_retrain', 'gradient_residual', 'retrain_time']
     """
     out = {}
     if retrained is None:
@@ -238,8 +257,9 @@ def forget_report(unlearned, original, X_test=None, y_test=None, retrained=None)
         retrained = retrain(unlearned)
         out["retrain_time"] = time.perf_counter() - t0
     out["distance_to_retrain"] = parameter_distance(unlearned, retrained)
-    out["do_nothing_distance"] = parameter_distance(original, retrained)
-    out["residual_fraction"] = residual_fraction(unlearned, original, retrained)
+    if original is not None:
+        out["do_nothing_distance"] = parameter_distance(original, retrained)
+        out["residual_fraction"] = residual_fraction(unlearned, original, retrained)
     out["gradient_residual"] = gradient_residual(unlearned)
     if X_test is not None:
         out["clean_accuracy"] = float(unlearned.score(X_test, y_test))

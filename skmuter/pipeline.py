@@ -1,27 +1,39 @@
-"""Forgetting through pipelines: a pipeline with ``forget`` and scalers that forget.
+"""Forgetting through pipelines: a pipeline with ``forget`` and transformers that forget.
 
 A fitted transformer keeps statistics of the rows it saw, so forgetting rows
 in a pipeline means forgetting them in every step. :class:`ForgetPipeline`
-sorts its steps into three kinds and refuses, before changing anything, when
-a step is of none of them:
+accepts the pipelines users build with scikit-learn's own transformers: at
+``fit`` it replaces each of them by its forgetting version, with the same
+parameters (so that ``get_params``, ``set_params``, ``clone`` and grid
+searches keep working on the same names), and refuses, naming the step, any
+transformer it cannot forget through:
 
 * **pass-through**: ``'passthrough'``, ``None``, and transformers whose fitted
   state does not depend on the training rows (scikit-learn's
   ``requires_fit=False`` tag, e.g. ``FunctionTransformer``, ``Normalizer``,
   ``Binarizer``; and ``PolynomialFeatures``);
 * **forgetting transformers**: a ``forget`` method and
-  ``remaining_training_data()`` (:class:`ForgettingStandardScaler`, exact
-  downdate of mean and variance; :class:`ForgettingMinMaxScaler`, extremes
-  recomputed from the kept rows);
+  ``remaining_training_data()``. ``StandardScaler``, ``MinMaxScaler`` and
+  ``SimpleImputer`` become :class:`ForgettingStandardScaler` (exact downdate
+  of mean and variance), :class:`ForgettingMinMaxScaler` (extremes recomputed
+  from the kept rows) and :class:`ForgettingSimpleImputer` (column means
+  downdated; medians and modes recomputed); a ``ColumnTransformer`` of these
+  (or of ``Pipeline`` s of these) becomes a
+  :class:`ForgettingColumnTransformer`;
 * the **final estimator**, which must have ``forget``.
 
-When a scaler's statistics change, every remaining row's features change for
+When a step's statistics change, every remaining row's features change for
 the final estimator. Through the estimator's ``reexpress`` hook the pipeline
-then re-expresses its stored training rows in the new feature space, maps its
-parameters so that its predictions are unchanged, and re-linearises: one Newton step with the exact
-total Hessian of the new objective over the kept rows (``on_rescale='newton'``,
-MUter's step in the new coordinates, repeated to convergence) or an exact
-warm-started refit (``on_rescale='refit'``). The forgetting memory is then rebuilt at the new
+then re-expresses its stored training rows in the new feature space and
+re-solves its objective there. When the change is a per-feature affine map
+(the scalers), the parameters are first mapped so that predictions are
+unchanged, then re-linearised: Newton steps with the exact total Hessian of
+the new objective over the kept rows (``on_rescale='newton'``) or an exact
+warm-started refit (``on_rescale='refit'``). When it is not (an imputer's fill
+value moved, polynomial features of scaled columns), the exact solver re-fits
+the parameters on the new features, warm-started from the current ones.
+Either way the result is the model obtained by retraining the whole pipeline
+on the kept rows. The forgetting memory is then rebuilt at the new
 parameters, so later requests start from the new linearisation point.
 """
 
@@ -32,54 +44,313 @@ import time
 from typing import ClassVar
 
 import numpy as np
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import PolynomialFeatures
+from sklearn.preprocessing import MinMaxScaler, PolynomialFeatures, StandardScaler
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ._forgetting import validate_indices
-from ._scalers import ForgettingMinMaxScaler, ForgettingStandardScaler
+from ._forgetting import rows_and_kept, validate_indices
+from ._scalers import ForgettingMinMaxScaler, ForgettingSimpleImputer, ForgettingStandardScaler
 
 __all__ = [
     "ForgetPipeline",
+    "ForgettingColumnTransformer",
     "ForgettingMinMaxScaler",
+    "ForgettingSimpleImputer",
     "ForgettingStandardScaler",
     "make_forget_pipeline",
 ]
 
 
 # ---------------------------------------------------------------------------
-# The pipeline
+# Steps: which can be forgotten through, and their forgetting versions
 # ---------------------------------------------------------------------------
 # Transformers whose fitted state depends on the number (and names) of the
 # features only, never on the values of the training rows.
 _ROW_INDEPENDENT = (PolynomialFeatures,)
 
+# scikit-learn transformers and their forgetting versions (same parameters).
+_FORGETTING_VERSION = {
+    StandardScaler: ForgettingStandardScaler,
+    MinMaxScaler: ForgettingMinMaxScaler,
+    SimpleImputer: ForgettingSimpleImputer,
+}
+
+_SUPPORTED = (
+    "supported are StandardScaler, MinMaxScaler, SimpleImputer, transformers whose fitted "
+    "state does not depend on the rows (FunctionTransformer, PolynomialFeatures, ...), a "
+    "ColumnTransformer of these, and any transformer with forget() and "
+    "remaining_training_data()"
+)
+
+
+def _is_passthrough(step):
+    return step is None or (isinstance(step, str) and step in ("passthrough", "drop"))
+
+
+def _can_forget(step):
+    return callable(getattr(step, "forget", None)) and callable(
+        getattr(step, "remaining_training_data", None)
+    )
+
+
+def _is_stateless(step):
+    if isinstance(step, _ROW_INDEPENDENT):
+        return True
+    try:
+        return not step.__sklearn_tags__().requires_fit
+    except AttributeError:
+        return False
+
 
 def _step_kind(step):
     """``'passthrough'``, ``'forget'`` or None (cannot forget) for a fitted transformer."""
-    if step is None or (isinstance(step, str) and step == "passthrough"):
+    if _is_passthrough(step):
         return "passthrough"
-    if callable(getattr(step, "forget", None)) and callable(
-        getattr(step, "remaining_training_data", None)
-    ):
+    if _can_forget(step):
         return "forget"
-    if isinstance(step, _ROW_INDEPENDENT):
+    if _is_stateless(step):
         return "passthrough"
-    try:
-        if not step.__sklearn_tags__().requires_fit:
-            return "passthrough"
-    except AttributeError:
-        pass
     return None
+
+
+def _adapt(step, path, nested=False):
+    """The forgetting version of a transformer (a new, unfitted object), the
+    step itself when it needs none, or raise ``TypeError`` naming ``path``.
+
+    ``nested``: inside a column transformer, where a ``Pipeline`` of
+    supported steps is accepted too.
+    """
+    if _is_passthrough(step) or _can_forget(step) or isinstance(step, _ForgettingSubPipeline):
+        return step
+    kind = type(step)
+    if kind in _FORGETTING_VERSION:
+        return _FORGETTING_VERSION[kind](**step.get_params(deep=False))
+    if kind is ColumnTransformer:
+        params = step.get_params(deep=False)
+        params["transformers"] = [
+            (name, _adapt(trans, f"{path} > {name!r}", nested=True), cols)
+            for name, trans, cols in params["transformers"]
+        ]
+        params["remainder"] = _adapt(params["remainder"], f"{path} > remainder", nested=True)
+        return ForgettingColumnTransformer(**params)
+    if kind is Pipeline and nested:
+        params = step.get_params(deep=False)
+        params["steps"] = [(name, _adapt(sub, f"{path} > {name!r}", nested=True))
+                           for name, sub in params["steps"]]
+        return _ForgettingSubPipeline(**params)
+    if _is_stateless(step):
+        return step
+    raise TypeError(
+        f"step {path} ({kind.__name__}) keeps statistics of the training rows and cannot "
+        f"forget them; {_SUPPORTED}."
+    )
+
+
+def _sub_forgetters(step):
+    """The fitted parts of a composite step that forget (with ``forget``)."""
+    if isinstance(step, ColumnTransformer):
+        parts = [trans for _, trans, _ in step.transformers_]
+    elif isinstance(step, Pipeline):
+        parts = [sub for _, sub in step.steps]
+    else:
+        return []
+    return [p for p in parts if not _is_passthrough(p) and callable(getattr(p, "forget", None))]
+
+
+def _forget_all(parts, rows):
+    """``forget(rows)`` in every part; all of them or none (restored on error)."""
+    saved = copy.deepcopy([p.__dict__ for p in parts])
+    try:
+        for p in parts:
+            p.forget(rows)
+    except BaseException:
+        for p, state in zip(parts, saved):
+            p.__dict__.clear()
+            p.__dict__.update(state)
+        raise
+
+
+def _copy_rows(X):
+    """A private copy of training input: a DataFrame stays one (columns may be
+    selected by name), anything else becomes an ndarray."""
+    if hasattr(X, "iloc") and hasattr(X, "columns"):
+        return X.copy(deep=True)
+    return np.array(X, copy=True)
+
+
+def _purge_rows(X, rows):
+    """Erase rows of a copy made by :func:`_copy_rows` (0, or None for objects)."""
+    if hasattr(X, "iloc"):
+        for col in X.columns:
+            values = X[col].to_numpy(copy=True)
+            values[rows] = 0 if values.dtype.kind in "biufc" else None
+            X[col] = values
+        return X
+    X[rows] = 0 if X.dtype.kind in "biufc" else None
+    return X
+
+
+def _take_rows(X, mask):
+    return X.iloc[np.flatnonzero(mask)] if hasattr(X, "iloc") else X[mask]
+
+
+class _ForgettingSubPipeline(Pipeline):
+    """A ``Pipeline`` inside a :class:`ForgettingColumnTransformer`: ``forget``
+    forgets the same rows in each of its steps (the column transformer keeps
+    the input rows)."""
+
+    def forget(self, indices):
+        _forget_all(_sub_forgetters(self), indices)
+        return self
+
+    def _forget_rows(self, rows, Z):
+        """Forget ``rows`` in every step; ``Z``: this pipeline's kept input rows
+        after the request. A step whose inputs changed (an earlier imputer's
+        fill value moved) re-fits its statistics on the new ones."""
+        for _, step in self.steps:
+            if _is_passthrough(step):
+                continue
+            if callable(getattr(step, "forget", None)):
+                step.forget(rows)
+                held = getattr(step, "remaining_training_data", None)
+                if callable(getattr(step, "_refit_kept", None)) and callable(held):
+                    Zf = np.asarray(Z, dtype=np.float64)
+                    if not np.array_equal(Zf, np.asarray(held(), dtype=np.float64)):
+                        step._refit_kept(Zf)
+            Z = step.transform(_named(step, Z))
+
+
+class ForgettingColumnTransformer(ColumnTransformer):
+    """``ColumnTransformer`` whose transformers forget training rows.
+
+    Same parameters and transform as
+    :class:`sklearn.compose.ColumnTransformer`. At ``fit`` every transformer
+    (and the remainder) is replaced by its forgetting version, as in
+    :class:`ForgetPipeline` (a ``Pipeline`` of supported steps is accepted
+    too); an unsupported one raises ``TypeError`` naming it. It keeps a copy
+    of its input rows (the remaining rows are the input of this step when
+    the pipeline re-expresses its final estimator); ``forget`` forgets the
+    rows in every transformer, all of them or none, and erases them from the
+    copy.
+
+    Parameters
+    ----------
+    transformers : list of (str, transformer, columns) tuples
+        As in :class:`~sklearn.compose.ColumnTransformer`; replaced at ``fit``
+        by their forgetting versions.
+    **kwargs
+        ``remainder``, ``sparse_threshold``, ``n_jobs``, ``transformer_weights``,
+        ``verbose``, ``verbose_feature_names_out``: as in ``ColumnTransformer``.
+
+    Attributes
+    ----------
+    transformers_, named_transformers_, n_features_in_, feature_names_in_
+        As in ``ColumnTransformer``; the fitted transformers are the
+        forgetting versions.
+    n_train_ : int
+        Number of rows given to ``fit``.
+    forgotten_ : ndarray of int
+        Sorted positions of the forgotten rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.impute import SimpleImputer
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skmuter.pipeline import ForgettingColumnTransformer
+    >>> X = np.array([[1.0, 0.0], [np.nan, 2.0], [3.0, 4.0], [8.0, 6.0]])
+    >>> ct = ForgettingColumnTransformer([("impute", SimpleImputer(), [0]),
+    ...                                   ("scale", StandardScaler(), [1])]).fit(X)
+    >>> ct.forget([3]).named_transformers_["impute"].statistics_
+    array([2.])
+    """
+
+    def fit(self, X, y=None, **params):
+        """Fit every transformer (their forgetting versions); see ``ColumnTransformer``.
+
+        Returns
+        -------
+        self : object
+        """
+        self.fit_transform(X, y, **params)
+        return self
+
+    def fit_transform(self, X, y=None, **params):
+        """Fit every transformer (their forgetting versions) and transform ``X``.
+
+        Returns
+        -------
+        X_t : ndarray of shape (n_samples, n_features_out)
+        """
+        self.transformers = [
+            (name, _adapt(trans, repr(name), nested=True), cols)
+            for name, trans, cols in self.transformers
+        ]
+        self.remainder = _adapt(self.remainder, "remainder", nested=True)
+        out = super().fit_transform(X, y, **params)
+        self._X = _copy_rows(X)
+        self.n_train_ = int(out.shape[0])
+        self.forgotten_ = np.zeros(0, dtype=np.int64)
+        return out
+
+    def forget(self, indices):
+        """Forget training rows in every transformer (all of them or none).
+
+        Parameters
+        ----------
+        indices : array-like of int or bool
+            Positions in the rows given to ``fit``, or a boolean mask. Cumulative.
+
+        Returns
+        -------
+        self : object
+        """
+        check_is_fitted(self)
+        rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
+        parts = _sub_forgetters(self)
+        saved = copy.deepcopy([p.__dict__ for p in parts])
+        try:
+            inputs = _take_rows(self._X, kept)
+            for name, trans, _ in self.transformers_:
+                if trans not in parts:
+                    continue
+                if isinstance(trans, _ForgettingSubPipeline):
+                    cols = self._transformer_to_input_indices[name]
+                    trans._forget_rows(rows, _safe_indexing(inputs, cols, axis=1))
+                else:
+                    trans.forget(rows)
+        except BaseException:
+            for p, state in zip(parts, saved):
+                p.__dict__.clear()
+                p.__dict__.update(state)
+            raise
+        self._X = _purge_rows(self._X, rows)
+        self.forgotten_ = np.sort(np.concatenate([self.forgotten_, rows]))
+        return self
+
+    def partial_forget(self, indices):
+        """As :meth:`forget` (the statistics end the same)."""
+        return self.forget(indices)
+
+    def remaining_training_data(self):
+        """Return the input rows not forgotten (a DataFrame when fitted on one)."""
+        check_is_fitted(self)
+        kept = np.ones(self.n_train_, dtype=bool)
+        kept[self.forgotten_] = False
+        return _take_rows(self._X, kept)
 
 
 def _affine_map(old, new):
     """Per-column ``new ~ a * old + c`` fitted by least squares over the rows.
 
     Exact when the features changed by a per-feature affine map (the scalers
-    above); a first-order guess otherwise. Constant columns keep ``a = 1``.
+    above); see :func:`_is_affine`. Constant columns keep ``a = 1``.
     """
     mo, mn = old.mean(axis=0), new.mean(axis=0)
     do, dn = old - mo, new - mn
@@ -92,37 +363,62 @@ def _affine_map(old, new):
     return a, mn - a * mo
 
 
+def _is_affine(old, new, scale, offset, rtol=1e-9):
+    """Whether ``new == scale * old + offset`` for every row, to rounding."""
+    if old.shape != new.shape:
+        return False
+    err = np.abs(old * scale + offset - new).max(axis=0, initial=0.0)
+    size = 1.0 + np.abs(new).max(axis=0, initial=0.0) + np.abs(old * scale).max(axis=0,
+                                                                                 initial=0.0)
+    return bool(np.all(err <= rtol * size))
+
+
 def _can_reexpress(est):
     """Whether ``est`` has the ``reexpress(X_new, scale, offset, polish)`` hook
     (the skmuter linear estimators)."""
     return callable(getattr(est, "reexpress", None))
 
 
+def _final_has(name):
+    def check(self):
+        final = self._final_estimator
+        return final != "passthrough" and callable(getattr(final, name, None))
+    return check
+
+
 class ForgetPipeline(Pipeline):
     """A :class:`sklearn.pipeline.Pipeline` that forgets training rows in every step.
 
     ``pipe.fit(X, y); pipe.forget([3, 9])`` forgets rows 3 and 9 of ``X`` in
-    each forgetting transformer and in the final estimator. Every
-    intermediate step must be pass-through (``'passthrough'``, or a
-    transformer whose fitted state does not depend on the training rows, such
-    as ``FunctionTransformer`` or ``PolynomialFeatures``) or a forgetting
-    transformer (:class:`ForgettingStandardScaler`,
-    :class:`ForgettingMinMaxScaler`, or any transformer with ``forget`` and
-    ``remaining_training_data``); otherwise ``forget`` raises, naming the
-    step, and nothing changes. The final estimator must have ``forget``.
+    each step that keeps statistics of them and in the final estimator. The
+    steps may be scikit-learn's own ``StandardScaler``, ``MinMaxScaler``,
+    ``SimpleImputer`` and ``ColumnTransformer`` (of these, or of
+    ``Pipeline`` s of these): ``fit`` replaces each by its forgetting version
+    with the same parameters (:class:`ForgettingStandardScaler`,
+    :class:`ForgettingMinMaxScaler`, :class:`ForgettingSimpleImputer`,
+    :class:`ForgettingColumnTransformer`), which transforms exactly as the
+    scikit-learn transformer fitted on the same rows; after ``fit``,
+    ``named_steps`` holds the forgetting versions. Transformers whose fitted
+    state does not depend on the training rows (``FunctionTransformer``,
+    ``PolynomialFeatures``, ...) pass through unchanged, and so does any
+    transformer with ``forget`` and ``remaining_training_data``. Any other
+    step makes ``fit`` raise ``TypeError`` naming it. The final estimator
+    must have ``forget``.
 
-    When a forgetting transformer's statistics change, the remaining rows'
-    features change too. The final estimator's stored training rows are then
-    re-expressed in the new feature space (recomputed from the first
-    forgetting step's kept rows), its parameters mapped so that its
-    predictions are unchanged (exact for per-feature affine scalers) and
-    re-linearised according to ``on_rescale``; its forgetting memory is
-    rebuilt at the new parameters. This goes through the final estimator's
-    ``reexpress(X_new, scale, offset, polish)`` hook (the skmuter linear
-    estimators have it); for any other final estimator a change of
-    statistics makes ``forget`` refuse. When no
-    statistic changes (pass-through steps only, or a min-max scaler whose
-    extremes are kept), ``forget`` is exactly the final estimator's own.
+    When a step's statistics change, the remaining rows' features change
+    too. The final estimator's stored training rows are then re-expressed in
+    the new feature space (recomputed from the first forgetting step's kept
+    rows) through its ``reexpress`` hook (the skmuter linear estimators have
+    it): if the features moved by a per-feature affine map (the scalers),
+    its parameters are mapped so that predictions are unchanged and
+    re-linearised according to ``on_rescale``; otherwise (an imputer's fill
+    value, polynomial features of scaled columns) they are re-fitted by the
+    exact solver on the new features, warm-started from the current ones.
+    Either way the model is the one obtained by retraining the whole
+    pipeline on the kept rows, to the solver's tolerance, and its forgetting
+    memory is rebuilt there. For a final estimator without the hook a change
+    of features makes ``forget`` refuse. When no statistic changes, ``forget``
+    is exactly the final estimator's own.
 
     Parameters
     ----------
@@ -136,17 +432,15 @@ class ForgetPipeline(Pipeline):
         As in :class:`~sklearn.pipeline.Pipeline`.
     on_rescale : {'newton', 'refit'}, default='newton'
         What the final estimator does when the features of its remaining rows
-        change. ``'newton'``: Newton steps with the exact total Hessian of the
-        robust objective on the new features of the kept rows, from the mapped
-        parameters and on their support (the non-zero weights of an l_inf
-        model), until the estimator's optimality residual reaches its ``tol``
-        (at most 10 steps, each building the total Hessian once; the
-        convergence is quadratic); if the optimality conditions then still
-        fail (the support must change), the estimator's exact solver finishes
-        from there. ``'refit'``: the exact solver, warm-started from the mapped
-        parameters (slower when the change is small). Either way the result is
-        the model obtained by retraining the whole pipeline, to the solver's
-        tolerance.
+        change by a per-feature affine map. ``'newton'``: Newton steps with the
+        exact total Hessian of the robust objective on the new features of the
+        kept rows, from the mapped parameters and on their support (the
+        non-zero weights of an l_inf model), until the estimator's optimality
+        residual reaches its ``tol`` (at most 10 steps; the convergence is
+        quadratic); if the optimality conditions then still fail (the support
+        must change), the estimator's exact solver finishes from there.
+        ``'refit'``: the exact solver, warm-started from the mapped parameters.
+        Changes that are not affine per feature always use the exact solver.
 
     Attributes
     ----------
@@ -158,21 +452,26 @@ class ForgetPipeline(Pipeline):
         Sorted positions of the forgotten rows (of the final estimator).
     forget_log_ : list of dict
         The final estimator's request log; records of requests that changed
-        the features also have ``rescaled=True`` and ``rescale_time``.
+        the features also have ``rescaled=True``, ``rescale`` (``'affine'``
+        or ``'refit'``) and ``rescale_time``.
 
     See Also
     --------
     make_forget_pipeline : build one without naming the steps.
+    ForgetPipeline.from_pipeline : from a fitted scikit-learn ``Pipeline``.
 
     Examples
     --------
     >>> from sklearn.datasets import load_digits
+    >>> from sklearn.preprocessing import MinMaxScaler
     >>> from skmuter import AdversarialLogisticRegression
-    >>> from skmuter.pipeline import ForgetPipeline, ForgettingMinMaxScaler
+    >>> from skmuter.pipeline import ForgetPipeline
     >>> X, y = load_digits(n_class=2, return_X_y=True)
-    >>> pipe = ForgetPipeline([("scale", ForgettingMinMaxScaler()),
+    >>> pipe = ForgetPipeline([("scale", MinMaxScaler()),
     ...                        ("clf", AdversarialLogisticRegression(attack="fgsm"))])
     >>> pipe = pipe.fit(X, y).forget([3, 9])
+    >>> type(pipe.named_steps["scale"]).__name__
+    'ForgettingMinMaxScaler'
     >>> pipe.forgotten_
     array([3, 9])
     >>> pipe.named_steps["scale"].forgotten_
@@ -189,6 +488,46 @@ class ForgetPipeline(Pipeline):
         super().__init__(steps, transform_input=transform_input, memory=memory,
                          verbose=verbose)
         self.on_rescale = on_rescale
+
+    # ---- fitting ------------------------------------------------------------
+    def _adapt_steps(self):
+        """Replace scikit-learn transformers by their forgetting versions, or raise."""
+        if not isinstance(self.steps, (list, tuple)) or not all(
+            isinstance(s, tuple) and len(s) == 2 for s in self.steps
+        ):
+            return  # Pipeline's own validation says what is wrong
+        steps = list(self.steps)
+        for i, (name, step) in enumerate(steps[:-1]):
+            steps[i] = (name, _adapt(step, repr(name)))
+        self.steps = steps
+
+    def fit(self, X, y=None, **params):
+        """Fit every step (the forgetting versions of scikit-learn transformers).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training inputs. The index labels of a DataFrame (or Series) are
+            kept for ``forget(labels, by="label")``.
+        y : array-like of shape (n_samples,), default=None
+            Targets.
+        **params : dict
+            As in :meth:`sklearn.pipeline.Pipeline.fit`.
+
+        Returns
+        -------
+        self : object
+            Any earlier forgetting state is discarded.
+        """
+        self._adapt_steps()
+        super().fit(X, y, **params)
+        self._remember_index(X)
+        return self
+
+    def _remember_index(self, X):
+        index = getattr(X, "index", None) if hasattr(X, "iloc") else None
+        self._label_index = None if index is None else index.copy()
+        self._label_positions = None if index is None else np.arange(len(index))
 
     # ---- delegated fitted attributes ------------------------------------
     @property
@@ -209,37 +548,91 @@ class ForgetPipeline(Pipeline):
         return final != "passthrough" and callable(getattr(final, "forget", None))
 
     @available_if(_final_can_forget)
-    def forget(self, indices):
+    def forget(self, indices, by="position"):
         """Forget training rows in every step, as one batch request.
 
         Parameters
         ----------
-        indices : array-like of int or bool
-            Positions in the training set given to ``fit``, or a boolean mask
-            of its length. Cumulative.
+        indices : array-like of int or bool, or of index labels
+            ``by='position'``: positions in the training set given to ``fit``,
+            or a boolean mask of its length. ``by='label'``: labels of the
+            index of the DataFrame given to ``fit``. Cumulative.
+        by : {'position', 'label'}, default='position'
+            How ``indices`` name the rows. Labels are mapped to positions by
+            the pipeline, which keeps the index of the DataFrame given to
+            ``fit`` and drops the labels of forgotten rows from it; an
+            unknown (or already forgotten) label raises ``KeyError``.
 
         Returns
         -------
         self : object
             On error (a step that cannot forget, a bad request) nothing changes.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from skmuter import AdversarialLogisticRegression
+        >>> from skmuter.pipeline import make_forget_pipeline
+        >>> X, y = load_digits(n_class=2, return_X_y=True)
+        >>> df = pd.DataFrame(X, index=[f"row{i}" for i in range(len(X))])
+        >>> pipe = make_forget_pipeline(StandardScaler(),
+        ...                             AdversarialLogisticRegression(attack="fgsm"))
+        >>> pipe.fit(df, y).forget(["row7", "row2"], by="label").forgotten_
+        array([2, 7])
         """
-        return self._forget(indices, partial=False)
+        return self._forget(self._positions(indices, by), partial=False)
 
     @available_if(_final_can_forget)
-    def partial_forget(self, indices):
+    def partial_forget(self, indices, by="position"):
         """Forget training rows in every step as successive single-row requests.
 
         Parameters
         ----------
-        indices : array-like of int or bool
-            Positions in the training set, or a boolean mask.
+        indices : array-like of int or bool, or of index labels
+            As in :meth:`forget`.
+        by : {'position', 'label'}, default='position'
+            As in :meth:`forget`.
 
         Returns
         -------
         self : object
             All requests, or none of them, are applied.
         """
-        return self._forget(indices, partial=True)
+        return self._forget(self._positions(indices, by), partial=True)
+
+    def _positions(self, indices, by):
+        """Positions named by ``indices`` (labels when ``by='label'``)."""
+        if isinstance(by, str) and by == "position":
+            return indices
+        if not (isinstance(by, str) and by == "label"):
+            raise ValueError(f"by must be 'position' or 'label', got {by!r}.")
+        check_is_fitted(self)
+        index = getattr(self, "_label_index", None)
+        if index is None:
+            raise ValueError(
+                "by='label' needs a pipeline fitted on a pandas DataFrame or Series (whose "
+                "index labels it keeps); this one was fitted on data without an index: use "
+                "by='position'."
+            )
+        import pandas as pd
+
+        labels = pd.Index([indices] if np.ndim(indices) == 0 else list(indices))
+        if labels.has_duplicates:
+            raise ValueError(
+                f"duplicate labels in the request: {labels[labels.duplicated()][:5].tolist()}."
+            )
+        if not index.is_unique:
+            raise ValueError("the training index has duplicate labels, so a label does not "
+                             "name one row; use by='position'.")
+        pos = index.get_indexer(labels)
+        if np.any(pos < 0):
+            raise KeyError(
+                "labels not among the remaining training rows (unknown, or forgotten "
+                f"already): {labels[pos < 0][:5].tolist()}."
+            )
+        return self._label_positions[pos]
 
     def _forgetting_steps(self):
         """Check every step; return ``[(position, name, transformer)]`` that forget."""
@@ -249,9 +642,8 @@ class ForgetPipeline(Pipeline):
             if kind is None:
                 raise TypeError(
                     f"step {name!r} ({type(step).__name__}) keeps statistics of the training "
-                    "rows and cannot forget them; use a forgetting transformer (e.g. "
-                    "skmuter.pipeline.ForgettingStandardScaler or ForgettingMinMaxScaler) "
-                    "or one whose fitted state does not depend on the rows."
+                    f"rows and cannot forget them (refit the pipeline, whose fit replaces "
+                    f"scikit-learn transformers by forgetting ones); {_SUPPORTED}."
                 )
             if kind == "forget":
                 out.append((idx, name, step))
@@ -267,6 +659,7 @@ class ForgetPipeline(Pipeline):
             check(rows)
         if not forgetting:
             (final.partial_forget if partial else final.forget)(rows)
+            self._purge_labels(rows)
             return self
         for _, sname, step in forgetting:
             if step.n_train_ != final.n_train_ or not np.array_equal(
@@ -287,20 +680,25 @@ class ForgetPipeline(Pipeline):
                 obj.__dict__.clear()
                 obj.__dict__.update(state)
             raise
+        self._purge_labels(rows)
         return self
 
-    def _transform_from(self, start, Z):
-        """Pass rows given to step ``start`` through the transformers from it on."""
-        for idx, _, step in self._iter(with_final=False, filter_passthrough=True):
-            if idx < start:
-                continue
-            names = getattr(step, "feature_names_in_", None)
-            if names is not None and not hasattr(Z, "columns"):
-                import pandas as pd
+    def _purge_labels(self, rows):
+        """Drop the labels of forgotten rows from the kept index."""
+        if getattr(self, "_label_index", None) is None:
+            return
+        keep = ~np.isin(self._label_positions, rows)
+        self._label_index = self._label_index[keep]
+        self._label_positions = self._label_positions[keep]
 
-                Z = pd.DataFrame(Z, columns=names)
-            Z = step.transform(Z)
-        return np.asarray(Z, dtype=np.float64)
+    def _transform_from(self, start, Z, stop=None):
+        """Pass rows given to step ``start`` through the transformers from it on
+        (to ``stop``, excluded, when given: then the output is left as it is)."""
+        for idx, _, step in self._iter(with_final=False, filter_passthrough=True):
+            if idx < start or (stop is not None and idx >= stop):
+                continue
+            Z = step.transform(_named(step, Z))
+        return Z if stop is not None else np.asarray(Z, dtype=np.float64)
 
     def _forget_request(self, req, forgetting):
         name, final = self.steps[-1]
@@ -311,10 +709,29 @@ class ForgetPipeline(Pipeline):
         # The first forgetting step's kept rows (before this request), less the request.
         before = np.ones(final.n_train_, dtype=bool)
         before[final.forgotten_] = False
-        inputs = first.remaining_training_data()[kept[before]]
+        inputs = _take_rows(first.remaining_training_data(), kept[before])
         old = self._transform_from(start, inputs)
-        for _, _, step in forgetting:
+        Z, at = inputs, start
+        for k, (idx, sname, step) in enumerate(forgetting):
+            if k == 0:
+                step.forget(req)
+                continue
+            # A later forgetting step holds the outputs of the earlier steps as
+            # they were; when those changed (an imputer's fill value), its rows
+            # are replaced by the new outputs and its statistics recomputed.
+            Z = self._transform_from(at, Z, stop=idx)
+            at = idx
+            held = _take_rows(step.remaining_training_data(), kept[before])
             step.forget(req)
+            if not np.array_equal(np.asarray(Z, dtype=np.float64),
+                                  np.asarray(held, dtype=np.float64)):
+                if not callable(getattr(step, "_refit_kept", None)):
+                    raise TypeError(
+                        f"forgetting changed the inputs of step {sname!r} "
+                        f"({type(step).__name__}), which cannot re-fit its statistics on "
+                        "new inputs; put it first among the steps that keep statistics."
+                    )
+                step._refit_kept(np.asarray(Z, dtype=np.float64))
         new = self._transform_from(start, inputs)
         final.forget(req)
         if np.array_equal(old, new):
@@ -326,19 +743,224 @@ class ForgetPipeline(Pipeline):
                 "pass-through preprocessing or scalers fitted on other data."
             )
         t0 = time.perf_counter()
-        self._reexpress(final, new, kept)
-        final.forget_log_[-1].update(rescaled=True, rescale_time=time.perf_counter() - t0)
+        how = self._reexpress(final, new, kept)
+        final.forget_log_[-1].update(rescaled=True, rescale=how,
+                                     rescale_time=time.perf_counter() - t0)
 
     def _reexpress(self, final, new, kept):
         """Move the final estimator to the new features of its kept rows.
 
-        The map from the old features to the new is fitted here (exact for
-        per-feature affine scalers); the estimator's ``reexpress`` hook maps
-        its parameters, re-linearises and rebuilds its forgetting memory.
+        The map from the old features to the new is fitted here. When it is
+        affine per feature (the scalers), the estimator's ``reexpress`` hook
+        maps its parameters through it and re-linearises (``on_rescale``);
+        otherwise the hook re-fits the parameters on the new features from the
+        current ones (``polish='refit'``, the exact solver). Returns
+        ``'affine'`` or ``'refit'``.
         """
         old, _ = final.remaining_training_data()
+        old = np.asarray(old, dtype=np.float64)
         scale, offset = _affine_map(old, new)
-        final.reexpress(new, scale, offset, polish=self.on_rescale)
+        if _is_affine(old, new, scale, offset):
+            final.reexpress(new, scale, offset, polish=self.on_rescale)
+            return "affine"
+        d = new.shape[1]
+        final.reexpress(new, np.ones(d), np.zeros(d), polish="refit")
+        return "refit"
+
+    # ---- verification -----------------------------------------------------
+    @available_if(_final_can_forget)
+    def retrain(self):
+        """The exact reference of every forget: the whole pipeline refitted on the kept rows.
+
+        Steps before the first forgetting transformer do not depend on the
+        training rows and are kept as fitted; the others are cloned (with
+        their current parameters, ``solver='exact'`` for the final estimator
+        where offered) and fitted on the kept input rows of the first
+        forgetting step. Without forgetting transformers the final
+        estimator's own ``retrain()`` is used when it has one (certified
+        removal's linear term kept).
+
+        Returns
+        -------
+        retrained : ForgetPipeline
+            Fitted on the rows not forgotten; its ``forget`` positions refer
+            to those rows in their order.
+        """
+        check_is_fitted(self)
+        fname, final = self.steps[-1]
+        forgetting = self._forgetting_steps()
+        new = clone(self)
+        _, y = final.remaining_training_data()
+        if not forgetting:
+            if callable(getattr(final, "retrain", None)):
+                refit = final.retrain()
+            else:
+                X, y = final.remaining_training_data()
+                refit = clone(final)
+                if "solver" in refit.get_params():
+                    refit.set_params(solver="exact")
+                refit.fit(X, y)
+            new.steps = [(n, copy.deepcopy(s)) for n, s in self.steps[:-1]] + [(fname, refit)]
+        else:
+            start, first = forgetting[0][0], forgetting[0][2]
+            rest = ForgetPipeline([(n, clone(s)) for n, s in self.steps[start:]],
+                                  on_rescale=self.on_rescale)
+            est = rest.steps[-1][1]
+            if "solver" in est.get_params():
+                est.set_params(solver="exact")
+            rest.fit(_named(first, first.remaining_training_data()), y)
+            new.steps = [(n, copy.deepcopy(s)) for n, s in self.steps[:start]] + rest.steps
+        index = getattr(self, "_label_index", None)
+        new._label_index = None if index is None else index.copy()
+        new._label_positions = None if index is None else np.arange(len(index))
+        return new
+
+    @available_if(_final_has("gradient_residual"))
+    def gradient_residual(self):
+        """The final estimator's gradient residual on its (transformed) kept rows.
+
+        After every forget the final estimator holds the kept rows as the
+        current steps transform them, so this is the optimality residual of
+        the objective that retraining the whole pipeline would minimise.
+
+        Returns
+        -------
+        residual : float
+        """
+        check_is_fitted(self)
+        return float(self._final_estimator.gradient_residual())
+
+    @available_if(_final_has("robust_score"))
+    def robust_score(self, X, y, attack=None):
+        """Score of the final estimator under attack, on the transformed ``X``.
+
+        The attack perturbs the features the final estimator sees (the output
+        of the preprocessing steps), in the threat model the estimator was
+        adversarially trained under (``attack=None``: its exact worst case;
+        or the given attack): the robustness that training defends. It is not
+        a worst case over perturbations of the pipeline's raw input, whose
+        size in feature units depends on the preprocessing (a scaler
+        multiplies it by ``1 / scale_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input of the pipeline.
+        y : array-like of shape (n_samples,)
+        attack : {'pgd', 'fgsm'} or attack object, default=None
+            As in the final estimator's ``robust_score``.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        Xt = X
+        for _, _, step in self._iter(with_final=False, filter_passthrough=True):
+            Xt = step.transform(Xt)
+        return float(self._final_estimator.robust_score(Xt, y, attack=attack))
+
+    # ---- from a fitted scikit-learn pipeline ------------------------------
+    @classmethod
+    def from_pipeline(cls, pipe, X=None, *, on_rescale="newton"):
+        """A forgetting pipeline from a fitted :class:`~sklearn.pipeline.Pipeline`.
+
+        Same step names and parameters, scikit-learn transformers replaced by
+        their forgetting versions. The fitted final estimator (a skmuter
+        model, which keeps its training rows) and every step whose fitted
+        state does not depend on the rows are carried over as fitted copies,
+        without refitting. Steps that keep statistics of the rows (scalers,
+        imputers, column transformers) do not keep the rows themselves, and
+        forgetting needs them: their forgetting versions are fitted on
+        ``X``, the training input of ``pipe`` (the statistics are
+        scikit-learn's own, so they equal the fitted ones when ``X`` is that
+        input), and checked to transform ``X`` as the fitted steps do; the
+        final estimator's stored rows are checked against the transformed
+        ``X`` as well. ``pipe`` is not changed.
+
+        Parameters
+        ----------
+        pipe : fitted Pipeline
+            Its final estimator should have ``forget``.
+        X : array-like or DataFrame, default=None
+            The rows ``pipe`` was fitted on; needed when a step keeps
+            statistics of them. The index of a DataFrame is kept for
+            ``forget(labels, by="label")``.
+        on_rescale : {'newton', 'refit'}, default='newton'
+            As in :class:`ForgetPipeline`.
+
+        Returns
+        -------
+        pipeline : ForgetPipeline
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from skmuter import AdversarialLogisticRegression
+        >>> from skmuter.pipeline import ForgetPipeline
+        >>> X, y = load_digits(n_class=2, return_X_y=True)
+        >>> pipe = make_pipeline(StandardScaler(),
+        ...                      AdversarialLogisticRegression(attack="fgsm")).fit(X, y)
+        >>> forgetting = ForgetPipeline.from_pipeline(pipe, X).forget([0, 5])
+        >>> forgetting.forgotten_
+        array([0, 5])
+        """
+        check_is_fitted(pipe)
+        if not isinstance(pipe, Pipeline):
+            raise TypeError(f"from_pipeline needs a fitted Pipeline, got {type(pipe).__name__}.")
+        fname, final = pipe.steps[-1]
+        steps, Z = [], X
+        for name, step in pipe.steps[:-1]:
+            adapted = _adapt(step, repr(name))
+            if adapted is step:  # pass-through, stateless or forgetting already: as fitted
+                new = copy.deepcopy(step)
+            else:
+                if X is None:
+                    raise ValueError(
+                        f"step {name!r} ({type(step).__name__}) keeps statistics of the "
+                        "training rows but not the rows, which forgetting needs: pass the "
+                        "rows the pipeline was fitted on, from_pipeline(pipe, X)."
+                    )
+                new = adapted.fit(Z)
+                got = np.asarray(new.transform(Z), dtype=np.float64)
+                want = np.asarray(step.transform(Z), dtype=np.float64)
+                if got.shape != want.shape or not np.allclose(got, want, rtol=1e-9,
+                                                              atol=1e-12, equal_nan=True):
+                    raise ValueError(
+                        f"step {name!r} ({type(step).__name__}) was not fitted on X: refitted "
+                        "on X it transforms X differently. Pass the rows the pipeline was "
+                        "fitted on."
+                    )
+            if X is not None and not _is_passthrough(new):
+                Z = new.transform(Z)
+            steps.append((name, new))
+        final = copy.deepcopy(final)
+        if X is not None and callable(getattr(final, "remaining_training_data", None)):
+            stored, _ = final.remaining_training_data()
+            Z = np.asarray(Z, dtype=np.float64)
+            if (getattr(final, "forgotten_", np.zeros(0)).size or stored.shape != Z.shape
+                    or not np.allclose(stored, Z, rtol=1e-9, atol=1e-12)):
+                raise ValueError(
+                    f"the final step {fname!r} was not fitted on the transformed X (or has "
+                    "forgotten rows already); pass the rows the pipeline was fitted on."
+                )
+        out = cls(steps + [(fname, final)], transform_input=pipe.transform_input,
+                  memory=pipe.memory, verbose=pipe.verbose, on_rescale=on_rescale)
+        out._validate_params()
+        out._remember_index(X)
+        return out
+
+
+def _named(step, Z):
+    """``Z`` as a DataFrame with the step's input feature names, when it has them."""
+    names = getattr(step, "feature_names_in_", None)
+    if names is not None and not hasattr(Z, "columns"):
+        import pandas as pd
+
+        Z = pd.DataFrame(Z, columns=names)
+    return Z
 
 
 def _name_steps(estimators):

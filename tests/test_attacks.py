@@ -120,3 +120,50 @@ def test_seeded_random_start_is_reproducible():
     a = PGD(0.1, n_steps=1, random_state=7).perturb(X, np.ones(3), grad)
     b = PGD(0.1, n_steps=1, random_state=7).perturb(X, np.ones(3), grad)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls", [PGD, FGSM])
+@pytest.mark.parametrize("value", [0, 0.0, -0.05, float("nan"), float("inf"), True])
+def test_step_size_must_be_positive(cls, value):
+    # a zero step leaves every input where it is: robust accuracy would be clean accuracy
+    X = np.full((2, 4), 0.5)
+    with pytest.raises(ValueError, match="'step_size' parameter of"):
+        cls(epsilon=0.1, step_size=value).perturb(X, np.ones(2), lambda Xa, ya: np.ones_like(Xa))
+
+
+@pytest.mark.parametrize("kwargs", [{"n_steps": True}, {"n_steps": 0}, {"epsilon": float("inf")}])
+def test_degenerate_attack_parameters_are_refused(kwargs):
+    X = np.full((2, 4), 0.5)
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"'{name}' parameter of PGD"):
+        PGD(**kwargs).perturb(X, np.ones(2), lambda Xa, ya: np.ones_like(Xa))
+
+
+@pytest.mark.parametrize("cls", [PGD, FGSM])
+def test_zero_epsilon_is_no_attack(cls):
+    X = np.full((2, 4), 0.5)
+    out = cls(epsilon=0.0).perturb(X, np.ones(2), lambda Xa, ya: np.ones_like(Xa))
+    np.testing.assert_array_equal(out, X)
+
+
+def test_fit_refuses_a_zero_step():
+    from skmuter import AdversarialLogisticRegression
+
+    X = np.random.default_rng(0).random((20, 3))
+    y = np.r_[np.zeros(10, int), np.ones(10, int)]
+    with pytest.raises(ValueError, match="step_size"):
+        AdversarialLogisticRegression(attack=FGSM(0.1, step_size=0), solver="sgd").fit(X, y)
+
+
+def test_sparse_inputs_checked_against_clip():
+    from scipy import sparse
+
+    threat = Threat(0.1, "inf", ([0.1, -1.0, 0.0], [1.0, 1.0, 1.0]), 3)
+    inside = np.array([[0.5, 0.0, 1.0], [0.5, 0.0, 0.0]])
+    threat.check_inside(sparse.csr_matrix(inside))
+    # an implicit zero in column 0 lies below its lower bound 0.1
+    for bad in (np.array([[0.5, 0.0, 1.0], [0.0, 0.0, 1.0]]), inside + [0, 0, 0.5]):
+        with pytest.raises(ValueError, match="outside clip"):
+            threat.check_inside(sparse.csr_matrix(bad))
+        with pytest.raises(ValueError, match="outside clip"):
+            threat.check_inside(bad)

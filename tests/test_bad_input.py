@@ -4,9 +4,12 @@ import pickle
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
 
 from skmuter import AdversarialLogisticRegression, AdversarialRidge, AdversarialRidgeClassifier
+from skmuter.attacks import FGSM, PGD
 from skmuter.metrics import gradient_residual, parameter_distance, retrain, robust_accuracy
 
 RNG = np.random.default_rng(0)
@@ -170,3 +173,91 @@ def test_robust_accuracy_bad_X(fitted):
     with pytest.raises(ValueError, match="NaN"):
         robust_accuracy(est, _nan(), y)
     assert pickle.dumps(est) == before
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_robust_score_refuses_X_outside_clip_like_fit(name):
+    cls, y = ESTIMATORS[name]
+    est = cls(attack=PGD(0.1, clip=(0, 1)), alpha=1e-2).fit(X, y)
+    before = pickle.dumps(est)
+    with pytest.raises(ValueError, match="outside clip") as at_fit:
+        clone(est).fit(X + 1, y)
+    for call in (lambda: est.robust_score(X + 1, y), lambda: robust_accuracy(est, 2 * X, y),
+                 lambda: est.robust_score(X - 1, y, attack=PGD(0.1, clip=(0, 1)))):
+        with pytest.raises(ValueError, match="outside clip") as at_score:
+            call()
+        assert str(at_score.value) == str(at_fit.value)
+    assert pickle.dumps(est) == before
+    # an explicit attack without a box evaluates any X; a name means that attack
+    assert np.isfinite(est.robust_score(X + 1, y, attack=PGD(0.1)))
+    assert est.robust_score(X, y, attack="fgsm") == est.robust_score(X, y, attack=FGSM())
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_grid_search_over_a_named_attack(name):
+    cls, y = ESTIMATORS[name]
+    est = cls(alpha=1e-2)  # attack='pgd', forgetter='muter': given by name
+    deep = est.get_params(deep=True)
+    assert deep["attack__epsilon"] == 0.1 and deep["forgetter__damping"] == 0.0
+    assert est.get_params(deep=False)["attack"] == "pgd"
+    grid = GridSearchCV(est, {"attack__epsilon": [0.0, 0.3], "forgetter__damping": [1e-3]},
+                        cv=2).fit(X, y)
+    best = grid.best_params_["attack__epsilon"]
+    assert grid.best_estimator_.attack.epsilon == best
+    assert grid.best_estimator_.attack_.epsilon == best
+    assert grid.best_estimator_.forgetter.damping == 1e-3
+    assert est.attack == "pgd"  # the base estimator is untouched
+    # the name and its parameters together, in either order
+    for params in ({"attack": "fgsm", "attack__epsilon": 0.2},
+                   {"attack__epsilon": 0.2, "attack": "fgsm"}):
+        twin = clone(est).set_params(**params)
+        assert type(twin.attack).__name__ == "FGSM" and twin.attack.epsilon == 0.2
+    with pytest.raises(ValueError, match="attack"):
+        clone(est).set_params(attack="cw", attack__epsilon=0.2)
+
+
+def _collinear(seed=0, n=200):
+    rng = np.random.default_rng(seed)
+    Xi = rng.integers(0, 5, size=(n, 3)).astype(float)  # exact: X^T X exactly singular
+    y = Xi @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=n)
+    return np.c_[Xi, Xi[:, 0]], y
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_unpenalised_fit_on_collinear_features_warns_once(scale):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skmuter.forgetters import ForgetWarning
+
+    Xc, y = _collinear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = AdversarialRidge(alpha=0).fit(Xc * scale, y)
+    # nothing is being forgotten: no forgetting warning, one that says what to change
+    assert not [w for w in caught if issubclass(w.category, ForgetWarning)]
+    assert len(caught) == 1 and issubclass(caught[0].category, ConvergenceWarning)
+    assert "alpha > 0" in str(caught[0].message) and "not unique" in str(caught[0].message)
+    assert est.optimality_residual_ < 1e-8 * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AdversarialRidge(alpha=1e-3).fit(Xc * scale, y)  # well posed: silent
+
+
+def test_fit_that_stops_short_of_tol_says_so():
+    import warnings
+
+    from sklearn.datasets import make_regression
+    from sklearn.exceptions import ConvergenceWarning
+
+    Xr, y = make_regression(200, 5, random_state=0)
+    Xc = np.c_[Xr, np.ones(200)]  # a constant feature: collinear with the intercept
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = AdversarialRidge(alpha=0).fit(Xc, y)
+    if est.optimality_residual_ > 1e-7:
+        assert len(caught) == 1 and issubclass(caught[0].category, ConvergenceWarning)
+        assert "stopped at the optimality residual" in str(caught[0].message)
+    else:
+        assert len(caught) <= 1

@@ -162,3 +162,102 @@ def test_certified_removal_example(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "budget spent" in out
     assert "re-solved exactly" in out  # the small noise runs out of budget
+
+
+# ---- every help text, user errors as one line, progress bars off in log files -------
+@pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"], ["bench", "--help"]])
+def test_every_help_text_prints_and_reads_right(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: skmuter") and "%%" not in out
+    if argv[0] == "demo":
+        assert "forget 1% of its training rows" in out and "(default: 1%)" in out
+    if argv[0] == "bench":
+        assert "(default: 1,5,10,1%,2%)" in " ".join(out.split())
+
+
+def test_every_subcommand_has_a_working_help():
+    from skmuter.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # all of them, new ones too
+    assert set(commands) >= {"demo", "bench"}
+    for name, sub in commands.items():
+        assert sub.format_help().startswith(f"usage: skmuter {name}")
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_unwritable_out_is_one_line_before_any_work(tmp_path, capsys, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    argv = [command, "--out", str(blocker / "sub"), *FAST]
+    if command == "bench":
+        argv += ["--dataset", "digits", "--removals", "1", "--forgetters", "muter"]
+    line = _one_line_error(capsys, argv)
+    assert "argument --out: cannot write to" in line and "Not a directory" in line
+    line = _one_line_error(capsys, [*argv[:2], str(blocker), *argv[3:]])
+    assert "is a file, not a folder" in line
+    assert capsys.readouterr().out == ""  # refused before the benchmark ran
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "--dataset", "digits", "--alpha", "nan"], "argument --alpha: expected a finite"),
+    (["bench", "--dataset", "digits", "--alpha", "-1"], "argument --alpha: expected a finite"),
+    (["bench", "--dataset", "digits", "--seed", "-1"], "argument --seed: expected an integer"),
+    (["demo", "--seed", "x"], "argument --seed: expected an integer"),
+    (["demo", "--removal", "1.5"], "a count must be a whole number"),
+    (["bench", "--dataset", "digits", "--removals", ",,"], "bad removal size"),
+    (["bench", "--dataset", "digits", "--data", "x.npz"], "--data is for mnist-b and covtype"),
+])
+def test_more_bad_arguments_give_one_line(capsys, argv, words):
+    assert words in _one_line_error(capsys, argv)
+
+
+def test_unreadable_data_file_gives_one_line(tmp_path, capsys):
+    bad = tmp_path / "mnist.npz"
+    bad.write_text("x,y\n1,2\n")
+    line = _one_line_error(capsys, ["bench", "--dataset", "mnist-b", "--data", str(bad),
+                                    "--out", str(tmp_path / "out")])
+    assert str(bad) in line
+
+
+def test_progress_bar_writes_no_carriage_return_into_a_log_file(tmp_path):
+    log = tmp_path / "stderr.log"
+    argv = [sys.executable, "-m", "skmuter", "bench", "--dataset", "digits", "--removals", "1",
+            "--forgetters", "muter", "--repeats", "1", "--out", str(tmp_path)]
+    with open(log, "w") as stderr:  # progress bars not turned off by --no-progress
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                              timeout=300, check=False)
+    assert done.returncode == 0, log.read_text()
+    assert "\r" not in log.read_text() and "\r" not in done.stdout
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = []
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_progress_draws_on_a_terminal_only(monkeypatch):
+    from skmuter._progress import progress, shows_progress
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert shows_progress()
+    assert sum(progress(range(3), desc="x", file=terminal)) == 3
+    assert "".join(terminal.text)  # drawn
+    bar = progress(range(3), enabled=False)
+    assert bar.disable
+    monkeypatch.setattr(sys, "stderr", tmp := _Terminal())
+    tmp.isatty = lambda: False
+    assert not shows_progress() and progress(range(3)).disable

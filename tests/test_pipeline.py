@@ -7,8 +7,12 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification
+from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
     MinMaxScaler,
@@ -21,7 +25,9 @@ from skmuter.attacks import PGD
 from skmuter.metrics import gradient_residual
 from skmuter.pipeline import (
     ForgetPipeline,
+    ForgettingColumnTransformer,
     ForgettingMinMaxScaler,
+    ForgettingSimpleImputer,
     ForgettingStandardScaler,
     make_forget_pipeline,
 )
@@ -183,8 +189,18 @@ def test_min_max_scaler_with_kept_extremes_leaves_features_unchanged():
 
 def test_step_that_cannot_forget_is_named_and_nothing_changes():
     X, y = _data()
+    # Refused at fit, naming the step (also inside a column transformer).
+    pipe = ForgetPipeline([("reduce", PCA(2)),
+                           ("clf", AdversarialLogisticRegression(attack="fgsm"))])
+    with pytest.raises(TypeError, match="step 'reduce' \\(PCA\\)"):
+        pipe.fit(X, y)
+    ct = ColumnTransformer([("ok", StandardScaler(), [0, 1]), ("bad", PCA(1), [2, 3])])
+    with pytest.raises(TypeError, match="'ct' > 'bad' \\(PCA\\)"):
+        ForgetPipeline([("ct", ct), ("clf", AdversarialLogisticRegression())]).fit(X, y)
+    # A step swapped in after fit is refused at forget, before anything changes.
     pipe = ForgetPipeline([("scale", StandardScaler()),
                            ("clf", AdversarialLogisticRegression(attack="fgsm"))]).fit(X, y)
+    pipe.steps[0] = ("scale", StandardScaler().fit(X))
     before = _state(pipe)
     with pytest.raises(TypeError, match="step 'scale' \\(StandardScaler\\)"):
         pipe.forget([1, 2])
@@ -395,3 +411,235 @@ def test_forgotten_values_leave_the_pipeline():
     assert not pipe[-1]._X[5].any()
     for obj in pipe[-1]._objectives:
         assert not obj.X[5].any() and obj.y[5] == 0
+
+
+# ---- scikit-learn's own transformers, adapted at fit -------------------------------
+def _nan_data(seed=0, frac=0.1):
+    X, y = _data(seed=seed)
+    rng = np.random.default_rng(seed)
+    holes = rng.random(X.shape) < frac
+    holes[:, 3:] = False
+    X[holes] = np.nan
+    return X, y
+
+
+def _user_steps(kind):
+    """Pipelines as users build them with scikit-learn's own transformers."""
+    if kind == "standard":
+        return [StandardScaler()]
+    if kind == "minmax":
+        return [MinMaxScaler(feature_range=(-1, 1))]
+    if kind == "impute-mean":
+        return [SimpleImputer(), StandardScaler()]
+    if kind == "impute-median":
+        return [SimpleImputer(strategy="median"), MinMaxScaler()]
+    if kind == "poly":
+        return [StandardScaler(), PolynomialFeatures(degree=2, include_bias=False)]
+    if kind == "function":
+        return [FunctionTransformer(np.arcsinh), StandardScaler()]
+    return [ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(), StandardScaler()), [0, 1, 2]),
+        ("range", MinMaxScaler(), [3, 4]),
+        ("asinh", FunctionTransformer(np.arcsinh), [5]),
+    ])]
+
+
+@pytest.mark.parametrize("kind", ["standard", "minmax", "impute-mean", "impute-median",
+                                  "poly", "function", "column"])
+def test_user_pipeline_forget_equals_retraining_the_whole_pipeline(kind):
+    make_data = _nan_data if kind.startswith("impute") or kind == "column" else _data
+    X, y = make_data()
+    est = AdversarialLogisticRegression(attack=PGD(epsilon=0.05), alpha=1e-2)
+    pipe = make_forget_pipeline(*_user_steps(kind), clone(est)).fit(X, y)
+    # The reference: scikit-learn's own pipeline retrained on the kept rows.
+    sk = make_pipeline(*_user_steps(kind), clone(est))
+    assert_array_equal(pipe[:-1].transform(X), clone(sk).fit(X, y)[:-1].transform(X))
+    original = _params(pipe)
+    holes = np.flatnonzero(np.isnan(X).any(axis=1))[:2].tolist()
+    first = sorted({int(X[:, 3].argmax()), int(X[:, 4].argmin()), 10, 20, *holes})
+    # Extremes of other features: each request of the second call changes the
+    # min-max scaler too (a request that changes no statistic is the final
+    # estimator's own forget, first-order accurate only).
+    extremes = [int(np.nanargmax(X[:, j])) for j in range(3)] + [
+        int(np.nanargmin(X[:, j])) for j in range(3)]
+    second = [r for r in dict.fromkeys(extremes) if r not in first][:2]
+    pipe.forget(first)
+    assert pipe.forget_log_[-1]["rescaled"]
+    expected = "affine" if kind in ("standard", "minmax", "function") else "refit"
+    assert pipe.forget_log_[-1]["rescale"] == expected
+    for removed in (first, first + second):
+        if removed is not first:
+            pipe.partial_forget(second)
+            assert all(r["rescaled"] for r in pipe.forget_log_)
+        kept = np.setdiff1d(np.arange(N), removed)
+        ref = clone(sk).fit(X[kept], y[kept])
+        assert_allclose(pipe[-1].coef_, ref[-1].coef_, rtol=0, atol=1e-6)
+        assert_allclose(pipe[-1].intercept_, ref[-1].intercept_, rtol=0, atol=1e-6)
+        assert _residual_fraction(_params(pipe), original, _params(ref)) < 1e-5
+        assert gradient_residual(pipe) < 1e-7
+    X_test, _ = make_data(seed=1)
+    assert_allclose(pipe.decision_function(X_test), ref.decision_function(X_test),
+                    rtol=1e-5, atol=1e-5)
+
+
+def test_adapted_steps_keep_parameters_and_transform_exactly():
+    X, y = _nan_data()
+    steps = [SimpleImputer(strategy="median"), StandardScaler(with_mean=False),
+             MinMaxScaler(feature_range=(-2, 3), clip=True)]
+    pipe = make_forget_pipeline(*steps, AdversarialLogisticRegression(attack="fgsm"))
+    assert pipe.get_params()["standardscaler__with_mean"] is False  # before fit: the user's
+    pipe.fit(X, y)
+    types = [type(s).__name__ for s in pipe[:-1]]
+    assert types == ["ForgettingSimpleImputer", "ForgettingStandardScaler",
+                     "ForgettingMinMaxScaler"]
+    for user, adapted in zip(steps, pipe[:-1]):
+        assert adapted.get_params() == user.get_params()
+    Z = X
+    for user, adapted in zip(steps, pipe[:-1]):
+        fitted = clone(user).fit(Z)
+        assert_array_equal(adapted.transform(Z), fitted.transform(Z))
+        Z = fitted.transform(Z)
+    assert isinstance(clone(pipe)[0], SimpleImputer)
+    # Grid searches set the user's parameters on either kind.
+    pipe.set_params(standardscaler__with_mean=True)
+    assert pipe[1].with_mean
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median", "most_frequent", "constant"])
+def test_imputer_forget_equals_refit(strategy):
+    X, _ = _nan_data()
+    X = np.round(X)  # ties for most_frequent
+    imputer = ForgettingSimpleImputer(strategy=strategy, fill_value=-7.0).fit(X)
+    removed = sorted(set(np.flatnonzero(np.isnan(X).any(axis=1))[:5].tolist()) | {0, 1, 2})
+    imputer.forget(removed)
+    kept = np.setdiff1d(np.arange(N), removed)
+    ref = SimpleImputer(strategy=strategy, fill_value=-7.0).fit(X[kept])
+    assert_allclose(imputer.statistics_.astype(float), ref.statistics_.astype(float),
+                    rtol=1e-12, atol=1e-12)
+    assert_allclose(imputer.transform(X), ref.transform(X), rtol=1e-12, atol=1e-12)
+    assert not np.nan_to_num(imputer._X[removed]).any()
+
+
+def test_imputer_refuses_what_would_change_the_features():
+    X, _ = _data(n=20)
+    X[:, 1] = np.nan
+    X[[3, 4], 1] = 1.0
+    imputer = ForgettingSimpleImputer().fit(X)
+    before = pickle.dumps(imputer)
+    with pytest.raises(ValueError, match=r"feature\(s\) \[1\]"):
+        imputer.forget([3, 4])
+    assert pickle.dumps(imputer) == before
+    kept = ForgettingSimpleImputer(keep_empty_features=True).fit(X).forget([3, 4])
+    assert kept.statistics_[1] == 0
+    with pytest.raises(ValueError, match="add_indicator"):
+        ForgettingSimpleImputer(add_indicator=True).fit(X)
+    with pytest.raises(ValueError, match="numeric"):
+        ForgettingSimpleImputer(strategy="most_frequent").fit(np.array([["a"], ["b"]]))
+
+
+def test_column_transformer_with_dataframe_columns_and_purge():
+    X, y = _nan_data()
+    planted = 987.654321
+    X[5, 0] = planted
+    df = pd.DataFrame(X, columns=[f"c{j}" for j in range(X.shape[1])])
+    ct = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()),
+                             ["c0", "c1", "c2"]),
+                            ("range", MinMaxScaler(), ["c3", "c4"])], remainder="passthrough")
+    pipe = make_forget_pipeline(ct, AdversarialLogisticRegression(attack="fgsm", alpha=1e-2))
+    pipe.fit(df, y)
+    assert isinstance(pipe[0], ForgettingColumnTransformer)
+    assert np.float64(planted).tobytes() in pickle.dumps(pipe)
+    pipe.forget([5, 7])
+    assert np.float64(planted).tobytes() not in pickle.dumps(pipe)
+    kept = np.setdiff1d(np.arange(N), [5, 7])
+    ref = clone(make_pipeline(ct, AdversarialLogisticRegression(attack="fgsm", alpha=1e-2)))
+    ref.fit(df.iloc[kept], y[kept])
+    assert_allclose(pipe[-1].coef_, ref[-1].coef_, rtol=0, atol=1e-6)
+    assert_array_equal(pipe[0].forgotten_, [5, 7])
+    inner = pipe[0].named_transformers_["num"]
+    assert_array_equal(inner[0].forgotten_, [5, 7])
+    assert_array_equal(inner[1].forgotten_, [5, 7])
+
+
+def test_failed_forget_in_a_column_transformer_restores_every_part(monkeypatch):
+    X, y = _nan_data()
+    ct = ColumnTransformer([("a", StandardScaler(), [0, 1]), ("b", MinMaxScaler(), [2, 3])])
+    pipe = make_forget_pipeline(ct, AdversarialLogisticRegression(attack="fgsm")).fit(
+        np.nan_to_num(X), y)
+    before = _state(pipe)
+    inner = pickle.dumps(pipe[0])
+
+    def broken(self, indices):
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(ForgettingMinMaxScaler, "forget", broken)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        pipe.forget([1, 2])
+    _assert_same_state(before, _state(pipe))
+    assert pickle.dumps(pipe[0]) == inner
+
+
+# ---- from a fitted scikit-learn pipeline ------------------------------------------
+def test_from_pipeline_carries_the_fitted_state_and_forgets():
+    X, y = _nan_data()
+    est = AdversarialLogisticRegression(attack=PGD(epsilon=0.05), alpha=1e-2)
+    sk = make_pipeline(SimpleImputer(), StandardScaler(), clone(est)).fit(X, y)
+    before = pickle.dumps(sk)
+    pipe = ForgetPipeline.from_pipeline(sk, X)
+    assert [n for n, _ in pipe.steps] == [n for n, _ in sk.steps]
+    assert isinstance(pipe[1], ForgettingStandardScaler)
+    assert_array_equal(pipe[-1].coef_, sk[-1].coef_)  # not refitted
+    assert pipe[-1] is not sk[-1]
+    assert_array_equal(pipe.decision_function(X), sk.decision_function(X))
+    pipe.forget([0, 3, 50])
+    kept = np.setdiff1d(np.arange(N), [0, 3, 50])
+    ref = clone(sk).fit(X[kept], y[kept])
+    assert_allclose(pipe[-1].coef_, ref[-1].coef_, rtol=0, atol=1e-6)
+    assert pickle.dumps(sk) == before  # the original is unchanged
+    with pytest.raises(ValueError, match=r"from_pipeline\(pipe, X\)"):
+        ForgetPipeline.from_pipeline(sk)
+    for wrong in (X[::-1], X + 1.0):  # the same statistics, or other ones
+        with pytest.raises(ValueError, match="(?i)pass the rows the pipeline was fitted on"):
+            ForgetPipeline.from_pipeline(sk, wrong)
+    with pytest.raises(TypeError, match="'pca' \\(PCA\\)"):
+        ForgetPipeline.from_pipeline(make_pipeline(PCA(2), clone(est)).fit(_data()[0], y))
+    # Stateless steps only: nothing to refit, X not needed.
+    plain = make_pipeline(FunctionTransformer(np.tanh), clone(est)).fit(_data()[0], y)
+    pipe = ForgetPipeline.from_pipeline(plain).forget([1])
+    assert_array_equal(pipe.forgotten_, [1])
+
+
+# ---- forgetting by index label ----------------------------------------------------
+@pytest.mark.parametrize("labels", ["reversed", "strings"])
+def test_forget_by_label_removes_the_labelled_rows(labels):
+    X, y = _data()
+    index = np.arange(N)[::-1] if labels == "reversed" else [f"r{i}" for i in range(N)]
+    df = pd.DataFrame(X, index=index)
+
+    def make():
+        return make_forget_pipeline(StandardScaler(), AdversarialLogisticRegression(
+            attack=PGD(epsilon=0.05), alpha=1e-2))
+
+    by_label = make().fit(df, y)
+    by_position = make().fit(X, y)
+    chosen = [df.index[4], df.index[17], df.index[200]]
+    by_label.forget(chosen[:2], by="label").partial_forget(chosen[2:], by="label")
+    by_position.forget([4, 17]).partial_forget([200])
+    assert_array_equal(by_label.forgotten_, [4, 17, 200])
+    assert_array_equal(by_label[-1].coef_, by_position[-1].coef_)
+    # The labels of forgotten rows are purged; unknown labels raise; nothing changes.
+    assert not set(chosen) & set(by_label._label_index)
+    before = _state(by_label)
+    for bad in ([chosen[0]], ["nope"], [df.index[5], "nope"]):
+        with pytest.raises(KeyError, match="not among the remaining"):
+            by_label.forget(bad, by="label")
+    with pytest.raises(ValueError, match="duplicate labels"):
+        by_label.forget([df.index[5], df.index[5]], by="label")
+    with pytest.raises(ValueError, match="by must be"):
+        by_label.forget([5], by="row")
+    _assert_same_state(before, _state(by_label))
+    with pytest.raises(ValueError, match="without an index"):
+        by_position.forget([5], by="label")
+    # A positional forget also drops the row's label.
+    by_label.forget([5])
+    assert df.index[5] not in set(by_label._label_index)

@@ -61,7 +61,8 @@ class BenchmarkSettings:
     random_state : int, default=0
         Seed of the removal draws.
     progress : bool, default=True
-        Show a progress bar on stderr.
+        Show a progress bar on stderr, drawn only when stderr is a terminal
+        (never ``\\r`` fragments in a log file).
 
     Raises
     ------
@@ -324,7 +325,7 @@ def _evaluate(model, X_test, y_test, attack):
 
 
 def _progress(total, enabled):
-    from tqdm.auto import tqdm
+    from .._progress import progress
 
-    return tqdm(total=total, disable=not enabled, desc="unlearning", unit="forget",
-                leave=False, dynamic_ncols=True, mininterval=1.0)
+    return progress(total=total, enabled=enabled, desc="unlearning", unit="forget",
+                    leave=False, dynamic_ncols=True, mininterval=1.0)

@@ -39,6 +39,13 @@ from ._zeros import Zeros
 _DAMPING = [Interval(Real, 0, None, closed="left")]
 
 
+def _n_rows(objective, rows):
+    """How many rows ``rows`` count for: their summed sample weight where the
+    objective has weights (damping is per unit of weight), else their number."""
+    weight_sum = getattr(objective, "weight_sum", None)
+    return len(rows) if weight_sum is None else weight_sum(rows)
+
+
 class _NewtonType(Forgetter):
     """The Newton step; subclasses fix the curvature kind, the points and the support.
 
@@ -78,7 +85,7 @@ class _NewtonType(Forgetter):
         else:
             self.cols_ = np.arange(objective.n_params)
         self.grad_ = np.zeros(len(self.cols_))
-        self.n_remaining_ = len(rows)
+        self.n_remaining_ = _n_rows(objective, rows)
         self.kinks_ = self.zeros_ = None
         if self._curvature_kind() == "total":
             # Rows on a kink of the robust loss (squared loss: both worst cases
@@ -128,7 +135,7 @@ class _NewtonType(Forgetter):
     def forget(self, objective, removed, remaining):
         t0 = time.perf_counter()
         g = self._gradient(objective, removed)
-        n_after = self.n_remaining_ - len(removed)
+        n_after = self.n_remaining_ - _n_rows(objective, removed)
         if self.dense_:
             memory_after = self.memory_ - self._curvature(objective, removed)
             A = memory_after if self._exclude_request else self.memory_

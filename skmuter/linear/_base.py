@@ -13,16 +13,17 @@ import functools
 import numbers
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._forgetting import ForgetMixin, reset_forgetting
+from .._forgetting import FREE_PARAMS, ForgetMixin, atomic_fit, reset_forgetting
 from ..attacks import Penalized, _Attack, resolve_attack
-from ..forgetters import Forgetter
+from ..forgetters import Forgetter, resolve_forgetter
 from ._objective import LinearObjective
 from ._solvers import newton_on_support, refit_exact, solve_exact, solve_sgd
-from ._worst_case import bind
+from ._worst_case import bind, check_inside
 
 # Newton steps of ``reexpress(polish="newton")`` (the convergence is quadratic).
 _MAX_NEWTON_STEPS = 10
@@ -30,11 +31,36 @@ _MAX_NEWTON_STEPS = 10
 _REFIT_FACTOR = 100.0
 
 
+def _check_sample_weight(sample_weight, n_samples):
+    """Validated sample weights: None, or a float64 copy of ``n_samples``
+    finite, non-negative weights of positive sum (a scalar is broadcast)."""
+    if sample_weight is None:
+        return None
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numbers, got dtype {sw.dtype}.")
+    sw = np.array(np.broadcast_to(sw.astype(np.float64), (n_samples,)) if sw.ndim == 0 else sw,
+                  dtype=np.float64)
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise ValueError(f"sample_weight must have shape ({n_samples},) (one weight per row "
+                         f"of X), got shape {sw.shape}.")
+    if not np.all(np.isfinite(sw)):
+        raise ValueError("sample_weight must be finite (it contains NaN or infinity).")
+    if np.any(sw < 0):
+        raise ValueError("Negative values in data passed to sample_weight: weights must "
+                         "be >= 0.")
+    if not sw.sum() > 0:
+        raise ValueError("sample_weight sums to zero: at least one row needs a positive "
+                         "weight.")
+    return sw
+
+
 class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
     """Base class; see the public estimators for the parameters."""
 
     _loss = "logistic"
     _is_classifier = True
+    _keep_fit_params = True  # retrain() refits with the fitted parameters
 
     _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
         "attack": [StrOptions({"pgd", "fgsm"}), _Attack],
@@ -76,11 +102,76 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    # ---- parameters ------------------------------------------------------------
+    #: parameters given by name or as an object; ``<name>__<param>`` reaches the
+    #: object's parameters even while the name is given (grid searches, clone)
+    _named_objects = {"attack": resolve_attack, "forgetter": resolve_forgetter}  # noqa: RUF012
+
+    def get_params(self, deep=True):
+        """Get the parameters of this estimator.
+
+        With ``deep=True`` the parameters of ``attack`` and ``forgetter`` are
+        included as ``attack__<name>`` / ``forgetter__<name>``, also when they
+        are given by name (``attack='pgd'``: those of ``PGD()``).
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the parameters of the nested objects.
+
+        Returns
+        -------
+        params : dict
+        """
+        params = super().get_params(deep=deep)
+        if deep:
+            for name, resolve in self._named_objects.items():
+                value = params.get(name)
+                if isinstance(value, str):
+                    try:
+                        nested = resolve(value).get_params()
+                    except (TypeError, ValueError):  # an unknown name: refused by fit
+                        continue
+                    params.update((f"{name}__{k}", v) for k, v in nested.items())
+        return params
+
+    def set_params(self, **params):
+        """Set the parameters of this estimator.
+
+        ``attack__<name>`` (``forgetter__<name>``) sets a parameter of the attack
+        (forgetter); given by name (``attack='pgd'``), it is first replaced by
+        its object (``PGD()``), so that ``GridSearchCV(est, {'attack__epsilon':
+        [...]})`` works with the defaults. Like every parameter, the values take
+        effect at the next ``fit``.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : object
+        """
+        nested = {}
+        for key in list(params):
+            name, sep, sub = key.partition("__")
+            if sep and name in self._named_objects:
+                nested.setdefault(name, {})[sub] = params.pop(key)
+        super().set_params(**params)
+        for name, sub in nested.items():
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = self._named_objects[name](value)  # a fresh object
+                setattr(self, name, value)
+            value.set_params(**sub)
+        return self
+
     # ---- targets -----------------------------------------------------------
     def _encode_targets(self, y):
         """Return the list of per-problem targets (and set ``classes_``)."""
         if not self._is_classifier:
-            return [np.asarray(y, dtype=np.float64)]
+            return [np.array(y, dtype=np.float64)]  # a copy: forgetting purges it
         from sklearn.utils.multiclass import check_classification_targets
 
         check_classification_targets(y)
@@ -95,16 +186,25 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         return [np.where(encoded == k, 1.0, -1.0) for k in range(len(self.classes_))]
 
     # ---- fitting -------------------------------------------------------------
+    @atomic_fit  # all-or-nothing: a failed fit leaves the estimator as it was
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model by adversarial training.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training inputs; inside ``clip`` when the attack sets one.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training inputs; inside ``clip`` when the attack sets one. A sparse
+            matrix (CSR or CSC, matrix or array) is kept sparse, as CSR.
         y : array-like of shape (n_samples,)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows: the objective is the weighted
+            mean loss (divided by the sum of the weights) plus the penalty, so
+            a row of weight 2 counts as that row twice and a row of weight 0
+            not at all. Forgetting a row removes its weight. None: every row
+            weighs 1. With certified removal the residuals are those of the
+            weighted summed objective.
 
         Returns
         -------
@@ -112,9 +212,14 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             The fitted estimator. Any earlier forgetting state is discarded.
         """
         X, y = validate_data(
-            self, X, y, dtype=np.float64, copy=True, y_numeric=not self._is_classifier,
-            order="C",
+            self, X, y, accept_sparse=("csr", "csc"), dtype=np.float64, copy=True,
+            y_numeric=not self._is_classifier, order="C",
         )
+        if sparse.issparse(X):
+            X = sparse.csr_matrix(X)
+            X.sum_duplicates()
+            X.sort_indices()
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
         attack = clone(resolve_attack(self.attack))
         if isinstance(attack, Penalized):  # a valid attack, not for this model
             raise ValueError(  # noqa: TRY004
@@ -122,7 +227,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                 "model's worst case over a ball is exact already: use PGD or FGSM."
             )
         threat, _ = attack._check(X.shape[1])
-        threat.check_inside(X)
+        check_inside(threat, X)
         targets = self._encode_targets(y)
         certified = getattr(self, "certified", None)
         noises = [None] * len(targets)
@@ -137,7 +242,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         objectives = [
             LinearObjective(X, t, self._loss, threat, self.alpha, self.fit_intercept,
                             functools.partial(refit_exact, tol=self.tol, max_iter=self.max_iter),
-                            linear_term=noise)
+                            linear_term=noise, sample_weight=sample_weight)
             for t, noise in zip(targets, noises)
         ]
         thetas, iters, residuals = [], [], []
@@ -155,6 +260,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             residuals.append(res)
         self._objectives = objectives
         self._X = X
+        self._sample_weight = sample_weight  # shared with the objectives
         self._set_thetas(thetas)
         self.n_iter_ = np.asarray(iters, dtype=np.int64)
         self.optimality_residual_ = float(max(residuals))
@@ -162,7 +268,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self.certificate_ = None
         if certified is not None:
             # the solvers' residuals are those of the mean perturbed objective
-            self.certificate_ = certified.certificate([X.shape[0] * r for r in residuals],
+            n_rows = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+            self.certificate_ = certified.certificate([n_rows * r for r in residuals],
                                                       len(objectives))
             self._certified = clone(certified)
         return self
@@ -190,7 +297,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
 
     def _decision(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         z = self._scores(X)
         return z[:, 0] if z.shape[1] == 1 else z
 
@@ -229,7 +336,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
 
     def _check_eval_inputs(self, X, y):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(
@@ -254,10 +361,25 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         check_is_fitted(self)
         if getattr(self, "certificate_", None) is None:
             X, y = self.remaining_training_data()
-            return clone(self).set_params(solver="exact").fit(X, y)
+            sw = self._remaining_sample_weight()
+            new = self._fitted_clone().set_params(solver="exact")
+            return new.fit(X, y) if sw is None else new.fit(X, y, sample_weight=sw)
         new = copy.deepcopy(self)
         rows = np.flatnonzero(new._kept_mask())
         new._set_thetas([obj.refit(rows) for obj in new._objectives])
+        return new
+
+    def _fitted_clone(self):
+        """An unfitted clone with the parameters of the last fit.
+
+        Parameters take effect at the next ``fit``: the reference of a forget
+        is the fitted objective, whatever ``set_params`` changed since.
+        """
+        new = clone(self)
+        fitted = getattr(self, "_fit_params", None)  # None: pickled before they were kept
+        if fitted:
+            new.set_params(**{k: clone(v, safe=False) for k, v in fitted.items()
+                              if k not in FREE_PARAMS})
         return new
 
     def gradient_residual(self):
@@ -309,6 +431,9 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         check_is_fitted(self)
         if polish not in ("newton", "refit"):
             raise ValueError(f"polish must be 'newton' or 'refit', got {polish!r}.")
+        if sparse.issparse(self._X):
+            raise ValueError("re-expressing a model fitted on sparse input is not supported: "
+                             "refit the pipeline.")
         X_new = np.asarray(X_new, dtype=np.float64)
         kept = self._kept_mask()
         rows = np.flatnonzero(kept)
@@ -322,6 +447,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                 theta[d] -= float(w @ offset)
             theta[:d] = w
             thetas.append(theta)
+        self._own_arrays()  # copy on write (a memory-mapped model)
         # The objectives normally share ``_X``; write every distinct array, so
         # that a copy made by unpickling cannot keep the old features.
         arrays = {id(self._X): self._X}
@@ -350,6 +476,12 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         return self._objectives
 
     def _check_request_classes(self, kept):
+        sw = getattr(self, "_sample_weight", None)
+        if sw is not None:
+            kept = kept & (sw > 0)  # a row of weight 0 counts for nothing
+            if not kept.any():
+                raise ValueError("the request would forget every remaining row of "
+                                 "positive sample weight.")
         if not self._is_classifier:
             return
         for k, obj in enumerate(self._objectives):
@@ -365,28 +497,83 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
 
     def _purge(self, rows):
         """Erase forgotten rows from every array the estimator keeps."""
-        self._X[rows] = 0.0
+        self._own_arrays()
+        if sparse.issparse(self._X):
+            # zero the stored values of the rows, then drop them (in place: the
+            # objectives share the matrix)
+            X = self._X
+            starts, stops = X.indptr[rows], X.indptr[np.asarray(rows) + 1]
+            for a, b in zip(starts, stops):
+                X.data[a:b] = 0.0
+            X.eliminate_zeros()
+        else:
+            self._X[rows] = 0.0
+        sw = getattr(self, "_sample_weight", None)
+        if sw is not None:
+            sw[rows] = 0.0
         for obj in self._objectives:
             obj.y[rows] = 0.0
+
+    def _own_arrays(self):
+        """Copy on write: replace read-only arrays by writeable copies.
+
+        A model loaded with ``joblib.load(..., mmap_mode='r')`` keeps its
+        training rows in read-only memory maps; purging writes a private copy
+        (arrays shared between the estimator and its objectives stay shared).
+        """
+        from scipy.sparse import issparse
+
+        copies = {}
+
+        def own(value):
+            if isinstance(value, np.ndarray):
+                read_only = not value.flags.writeable
+            elif issparse(value):
+                read_only = any(not getattr(value, a).flags.writeable
+                                for a in ("data", "indices", "indptr") if hasattr(value, a))
+            else:
+                return value
+            if not read_only:
+                return value
+            if id(value) not in copies:
+                copies[id(value)] = value.copy() if issparse(value) else np.array(value)
+            return copies[id(value)]
+
+        for holder in (self, *self._objectives):
+            for name, value in list(vars(holder).items()):
+                new = own(value)
+                if new is not value:
+                    setattr(holder, name, new)
 
     def remaining_training_data(self):
         """Return ``(X, y)`` of the training rows not forgotten.
 
         Returns
         -------
-        X : ndarray of shape (n_remaining, n_features)
+        X : ndarray or sparse CSR matrix of shape (n_remaining, n_features)
+            Sparse when the model was fitted on sparse input.
         y : ndarray of shape (n_remaining,)
             In the original label space.
+
+        Notes
+        -----
+        With ``sample_weight``, the weights of these rows are those the model
+        keeps; :meth:`retrain` refits with them.
         """
         check_is_fitted(self)
         kept = self._kept_mask()
-        X = self._X[kept]
+        X = self._X[np.flatnonzero(kept)] if sparse.issparse(self._X) else self._X[kept]
         if not self._is_classifier:
             return X, self._objectives[0].y[kept].copy()
         if len(self._objectives) == 1:
             return X, self.classes_[(self._objectives[0].y[kept] > 0).astype(int)]
         codes = np.argmax(np.array([o.y[kept] for o in self._objectives]), axis=0)
         return X, self.classes_[codes]
+
+    def _remaining_sample_weight(self):
+        """Sample weights of the rows not forgotten (None when fitted without)."""
+        sw = getattr(self, "_sample_weight", None)
+        return None if sw is None else sw[self._kept_mask()].copy()
 
     def training_objective(self):
         """Objectives of the fitted problems (one per class for one-vs-rest)."""
@@ -403,6 +590,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             for obj in state["_objectives"]:
                 light = copy.copy(obj)
                 light.X = None
+                light.sample_weight = None  # restored from ``_sample_weight``
                 objectives.append(light)
             state = dict(state, _objectives=objectives)
         return state
@@ -413,9 +601,10 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         super().__setstate__(state)
         for obj in self.__dict__.get("_objectives", ()):
             obj.X = self._X
+            obj.sample_weight = self.__dict__.get("_sample_weight")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.metrics import r2_score
 
+from ..attacks import resolve_attack
 from ..certified import CertifiedRemoval
 from ._base import BaseAdversarialLinear
 
@@ -85,18 +86,30 @@ class _RobustScoreMixin:
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        attack : attack object, default=None
+        attack : {'pgd', 'fgsm'} or attack object, default=None
             ``None`` evaluates the exact worst case of the training threat model
-            (closed form for linear models); an attack object runs that attack.
+            (closed form for linear models); an attack runs that attack (the
+            strings mean ``PGD()`` / ``FGSM()``, as for ``attack`` in ``__init__``).
 
         Returns
         -------
         score : float
             Accuracy (classifiers) or R^2 (regressor) on the attacked inputs.
+
+        Raises
+        ------
+        ValueError
+            When ``X`` lies outside the input box (``clip``) of the attack, as
+            ``fit`` does: the worst case over a box that does not contain the
+            clean inputs is not defined.
         """
         X, y = self._check_eval_inputs(X, y)
         if attack is None:
+            self.attack_.threat(X.shape[1]).check_inside(X)
             return self._exact_robust_score(X, y)
+        attack = clone(resolve_attack(attack))
+        if hasattr(X, "toarray"):  # sparse: an attack moves every coordinate
+            X = X.toarray()
         X_adv = attack.perturb(X, y, lambda Xa, ya: self._input_grad(Xa, ya))
         return self.score(X_adv, y)
 

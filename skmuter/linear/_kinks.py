@@ -154,7 +154,7 @@ class KinkModel:
         return h, D, dH, lam_in, counts
 
     # ---- operations ----------------------------------------------------------------
-    def solve(self, objective, A, rhs, remaining, cols=None, theta=None):
+    def solve(self, objective, A, rhs, remaining, cols=None, theta=None, quiet=False):
         """Exact minimiser of the piecewise-quadratic model over the ``remaining`` rows.
 
         ``A x = rhs`` is the quadratic model with every row on its current
@@ -173,6 +173,9 @@ class KinkModel:
 
         ``cols`` and ``theta`` (default: the model's own) give another point
         and set of coordinates for the same rows; the kept data then is not used.
+        ``quiet=True`` (the Newton steps of ``fit``) solves singular systems by
+        least squares without a forgetting warning (see
+        :func:`skmuter._linalg.solve_dense`).
         """
         ties = self.ties
         cols = self.cols if cols is None else cols
@@ -184,7 +187,7 @@ class KinkModel:
         # Rows on a tie enter A and rhs with their fitted weights; take them out.
         lam_fit = np.zeros(self.gap.shape[0])
         lam_fit[ties.rows] = ties.lam
-        step = solve_dense(A, rhs)[0]
+        step = solve_dense(A, rhs, quiet)[0]
         for _ in range(8):
             # Identical rows act as one, with a weight in [0, count]: the dual
             # runs over distinct rows only.
@@ -195,13 +198,14 @@ class KinkModel:
 
             def dual(lam, A0=A0, b0=b0, D=D, dH=dH, h=h):
                 bl = b0 - lam @ D
-                x = solve_dense(A0 + dH.combine(lam), bl)[0]
+                x = solve_dense(A0 + dH.combine(lam), bl, quiet)[0]
                 value = -0.5 * bl @ x + lam @ h
                 grad = 0.5 * dH.quad(x) + D @ x + h
                 return -value, -grad
 
             if len(cand):
-                lam = _dual_newton(A0, b0, D, dH, h, np.clip(lam_in, 0, counts), counts)
+                lam = _dual_newton(A0, b0, D, dH, h, np.clip(lam_in, 0, counts), counts,
+                                   quiet=quiet)
                 if lam is None:  # no convergence: a quasi-Newton method instead
                     res = optimize.minimize(dual, np.clip(lam_in, 0, counts), jac=True,
                                             method="L-BFGS-B",
@@ -209,9 +213,9 @@ class KinkModel:
                                             options={"ftol": 1e-15, "gtol": 1e-13,
                                                      "maxiter": 500})
                     lam = res.x
-                step = solve_dense(A0 + dH.combine(lam), b0 - lam @ D)[0]
+                step = solve_dense(A0 + dH.combine(lam), b0 - lam @ D, quiet)[0]
             else:
-                step = solve_dense(A, rhs)[0]
+                step = solve_dense(A, rhs, quiet)[0]
             # rows outside the candidates whose branch the step would change
             reach = np.linalg.norm(step)
             outside = kept.copy()
@@ -245,7 +249,7 @@ class KinkModel:
             dHg.purge(empty)
 
 
-def _dual_newton(A0, b0, D, dH, h, lam, upper, max_iter=50):
+def _dual_newton(A0, b0, D, dH, h, lam, upper, max_iter=50, quiet=False):
     """Projected Newton ascent on the (concave) dual of the kink model.
 
     ``g(lam) = min_x x^T A(lam) x / 2 - b(lam)^T x + lam . h`` has gradient
@@ -256,7 +260,7 @@ def _dual_newton(A0, b0, D, dH, h, lam, upper, max_iter=50):
     def evaluate(lam):
         bl = b0 - lam @ D
         A = A0 + dH.combine(lam)
-        x = solve_dense(A, bl)[0]
+        x = solve_dense(A, bl, quiet)[0]
         value = -0.5 * bl @ x + lam @ h
         grad = 0.5 * dH.quad(x) + D @ x + h
         return value, grad, x, A
@@ -270,7 +274,7 @@ def _dual_newton(A0, b0, D, dH, h, lam, upper, max_iter=50):
         if not free.any() or np.abs(grad[free]).max() <= 1e-12 * scale:
             return lam
         J = (dH.apply(x) + D)[free]  # rows: J_i
-        G = J @ solve_dense(A, J.T)[0]  # minus the dual Hessian on the free set
+        G = J @ solve_dense(A, J.T, quiet)[0]  # minus the dual Hessian on the free set
         try:
             direction = np.linalg.solve(G + 1e-14 * np.trace(G) * np.eye(len(G)), grad[free])
         except np.linalg.LinAlgError:

@@ -10,20 +10,25 @@ estimator binds).
 
 Convention: the objective is
 
-    J(theta) = 1/m sum_{i kept} l_i(theta) + alpha/2 ||w||^2,
+    J(theta) = 1/m sum_{i kept} s_i l_i(theta) + alpha/2 ||w||^2,   m = sum_{i kept} s_i,
     l_i(theta) = max_{delta in B_i} loss(w . (x_i + delta) + b, y_i),
 
 with ``theta = (w, b)`` (``b`` only with an intercept, never perturbed nor
-penalised). Sums over rows carry the regulariser once per row: a row adds
-``alpha * w`` to a summed gradient and ``alpha * I`` (weights block) to a summed
-Hessian, so that removing rows removes their share of it (the same convention
-as the MUter paper's code).
+penalised) and sample weights ``s_i`` (all 1 without ``sample_weight``: then
+``m`` is the number of rows). Sums over rows carry the regulariser once per
+unit of weight: a row adds ``s_i alpha * w`` to a summed gradient and ``s_i
+alpha * I`` (weights block) to a summed Hessian, so that removing rows removes
+their share of it (the same convention as the MUter paper's code) and a row
+of weight 2 is exactly a duplicated row.
+
+The inputs may be a sparse CSR matrix: it stays sparse, and only blocks of
+rows (or of the few support columns of an l_inf model) are made dense.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, sparse
 
 from .._losses import get_loss
 from .._objective import BaseObjective, iter_chunks
@@ -44,7 +49,7 @@ class LinearObjective(BaseObjective):
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), float64
+    X : ndarray or sparse CSR matrix of shape (n_samples, n_features), float64
         Training inputs (shared, not copied).
     y : ndarray of shape (n_samples,)
         Targets: +-1 for the logistic loss, real numbers for the squared loss.
@@ -55,20 +60,25 @@ class LinearObjective(BaseObjective):
     refitter : callable, optional
         ``refitter(objective, rows, theta0) -> theta``, the exact solver with
         its settings bound (see :func:`skmuter.linear._solvers.refit_exact`);
-        needed by :meth:`refit` only.
+        needed by :meth:`~skmuter._objective.BaseObjective.refit` only.
     linear_term : ndarray of shape (n_params,), optional
         Linear term ``b`` of objective perturbation (certified removal): the
         summed objective over ``m`` rows gains ``b . theta``, the mean one
         ``b . theta / m``. It enters the values, the solvers and the
         optimality residual, never the per-row gradients and curvatures that
         the forgetters take away.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative row weights (shared, not copied); None: every row weighs 1.
+        Every sum over rows weighs row ``i`` by ``s_i`` (regulariser share
+        included) and the mean divides by the weights' sum.
     """
 
     def __init__(self, X, y, loss, threat, alpha, fit_intercept, refitter=None,
-                 linear_term=None):
+                 linear_term=None, sample_weight=None):
         super().__init__(alpha, refitter=refitter, linear_term=linear_term)
         self.X = X
         self.y = np.asarray(y, dtype=np.float64)
+        self.sample_weight = sample_weight
         self.loss = get_loss(loss)
         self.threat = threat
         self.fit_intercept = bool(fit_intercept)
@@ -78,6 +88,30 @@ class LinearObjective(BaseObjective):
             # The squared loss's kinks (ties of its two worst cases) are solved
             # through gradients that do not carry a linear term.
             raise ValueError("objective perturbation is implemented for the logistic loss only.")
+
+    # ---- rows --------------------------------------------------------------
+    def weight_sum(self, rows):
+        """How many rows ``rows`` count for: their summed sample weight (their
+        number without weights)."""
+        if self.sample_weight is None:
+            return len(rows)
+        return float(self.sample_weight[rows].sum())
+
+    def _sw(self, rows):
+        """Sample weights of ``rows`` (None without weights)."""
+        return None if self.sample_weight is None else self.sample_weight[rows]
+
+    def _block(self, rows, cols=None):
+        """Dense inputs of ``rows`` (on the feature columns ``cols``)."""
+        X = self.X
+        if sparse.issparse(X):
+            B = X[rows]
+            return (B if cols is None else B[:, cols]).toarray()
+        if cols is None:
+            return X[rows]
+        if isinstance(rows, slice):
+            return X[rows, cols]
+        return X[np.ix_(np.asarray(rows), cols)]
 
     # ---- parameters --------------------------------------------------------
     def split(self, theta):
@@ -119,17 +153,14 @@ class LinearObjective(BaseObjective):
             # Separable over features: only the support and the asked columns
             # matter (w is zero elsewhere), so read just those columns.
             active = np.union1d(np.flatnonzero(w), wcols)
-            if isinstance(rows, slice):
-                Xa = self.X[rows, active]
-            else:
-                Xa = self.X[np.ix_(np.asarray(rows), active)]
+            Xa = self._block(rows, active)
             wa = w[active]
             z = Xa @ wa + b
             bound = bind(self.threat, Xa, cols=active)
             where = np.searchsorted(active, wcols)
             Xr = None
         else:
-            Xr = self.X[rows]
+            Xr = self._block(rows)
             z = Xr @ w + b
             if points == "clean" or self.threat.epsilon == 0:
                 x = Xr if wcols is None else Xr[:, wcols]
@@ -168,12 +199,14 @@ class LinearObjective(BaseObjective):
         wc = w if wcols is None else w[wcols]
         return np.concatenate([wc, [0.0]]) if intercept else wc
 
-    def _terms(self, theta, rows, points, wcols, ties=None):
+    def _terms(self, theta, rows, points, wcols, ties=None, sample_weighted=True):
         """Yield ``(r, z, x, bound, s, weight)`` over chunks of ``rows``.
 
         Rows on a tie (see :meth:`find_ties`) come twice, once per branch, with
         weights ``lam`` and ``1 - lam``: the convex combination of the two
-        branches' gradients that makes the fitted point stationary.
+        branches' gradients that makes the fitted point stationary. With
+        ``sample_weighted``, ``weight`` includes the sample weights. ``weight``
+        is None when every row weighs 1.
         """
         width = max(self.n_features, 1)
         tie_rows = np.zeros(0, dtype=np.int64) if ties is None else ties.rows
@@ -184,13 +217,16 @@ class LinearObjective(BaseObjective):
             plain, tied = rows[~on_tie], rows[on_tie]
         else:
             plain, tied = rows, rows[:0]
+        weighted = sample_weighted and self.sample_weight is not None
         for r in _chunks(plain, width):
             z, x, bound, s = self.points(theta, r, points, wcols)
-            yield r, z, x, bound, s, None
+            yield r, z, x, bound, s, (self.sample_weight[r] if weighted else None)
         if tied.size:
             lam = ties.lam[np.searchsorted(tie_rows, tied)]
             for sign, weight in ((1.0, lam), (-1.0, 1.0 - lam)):
                 z, x, bound, s = self.points(theta, tied, points, wcols, force_s=sign)
+                if weighted:
+                    weight = weight * self.sample_weight[tied]
                 yield tied, z, x, bound, s, weight
 
     # ---- ties of the squared loss ------------------------------------------------
@@ -202,7 +238,7 @@ class LinearObjective(BaseObjective):
         cols = support if self.threat.norm == "inf" else None
         gaps, vals = [], []
         for r in _chunks(rows, self.n_features):
-            Xr = self.X[r]
+            Xr = self._block(r)
             res = Xr @ w + b - self.y[r]
             # l_inf is separable: only the support moves the worst case
             up, down = bind(self.threat, Xr[:, support], cols=cols).shifts(w[support])
@@ -215,13 +251,18 @@ class LinearObjective(BaseObjective):
 
     def branch_terms(self, theta, rows, cols, sign):
         """Loss and per-sample gradient (on ``cols``) of each row at the worst case
-        pushing the score in direction ``sign`` (one branch of a squared loss)."""
+        pushing the score in direction ``sign`` (one branch of a squared loss),
+        weighted by the sample weights."""
         wcols, intercept = self._cols(cols)
         z, x, _, _ = self.points(theta, rows, "adversarial", wcols, force_s=sign)
         yr = self.y[rows]
         grads = self.loss.d1(z, yr)[:, None] * self._augment(x, intercept) + self.alpha * (
             self._wpad(theta, wcols, intercept))
-        return self.loss.value(z, yr), grads
+        values = self.loss.value(z, yr)
+        sw = self._sw(rows)
+        if sw is not None:
+            values, grads = values * sw, grads * sw[:, None]
+        return values, grads
 
     def branch_factors(self, theta, rows, cols):
         """Rank-one factors of the two branches' curvatures, ``(U, cu, V, cv)`` with
@@ -230,10 +271,12 @@ class LinearObjective(BaseObjective):
         if self.threat.norm != "inf" and self.threat.epsilon > 0:
             return None
         wcols, intercept = self._cols(cols)
+        sw = self._sw(rows)
         out = []
         for sign in (1.0, -1.0):
             z, x, _, _ = self.points(theta, rows, "adversarial", wcols, force_s=sign)
-            out += [self._augment(x, intercept), self.loss.d2(z, self.y[rows])]
+            c = self.loss.d2(z, self.y[rows])
+            out += [self._augment(x, intercept), c if sw is None else c * sw]
         return tuple(out)
 
     def find_ties(self, theta, rows, tol=1e-7, cols=None):
@@ -286,17 +329,22 @@ class LinearObjective(BaseObjective):
         total = 0.0
         for r in _chunks(rows, self.n_features):
             z, _, _, _ = self.points(theta, r, wcols=np.arange(0))
-            total += self.loss.value(z, self.y[r]).sum()
+            values = self.loss.value(z, self.y[r])
+            sw = self._sw(r)
+            total += (values if sw is None else values * sw).sum()
         if self.linear_term is not None:
             total += float(self.linear_term @ theta)
-        return total / len(rows) + 0.5 * self.alpha * float(w @ w)
+        return total / self.weight_sum(rows) + 0.5 * self.alpha * float(w @ w)
 
     def per_sample_grads(self, theta, rows, points="adversarial", cols=None, force_s=None):
-        """Gradients of ``l_i + alpha/2 ||w||^2`` for each row, shape (len(rows), p)."""
+        """Gradients of ``s_i (l_i + alpha/2 ||w||^2)`` for each row (``s_i`` its
+        sample weight), shape (len(rows), p)."""
         wcols, intercept = self._cols(cols)
         z, x, _, _ = self.points(theta, rows, points, wcols, force_s=force_s)
         g1 = self.loss.d1(z, self.y[rows])
-        return g1[:, None] * self._augment(x, intercept) + self.regulariser_grad(theta, 1, cols)
+        grads = g1[:, None] * self._augment(x, intercept) + self.regulariser_grad(theta, 1, cols)
+        sw = self._sw(rows)
+        return grads if sw is None else grads * sw[:, None]
 
     def grad_sum(self, theta, rows, points="adversarial", cols=None, ties=None):
         """Sum over ``rows`` of the per-sample gradients (regulariser included)."""
@@ -308,7 +356,7 @@ class LinearObjective(BaseObjective):
             if weight is not None:
                 g1 = g1 * weight
             out += self._augment(x, intercept).T @ g1
-        return out + self.regulariser_grad(theta, len(rows), cols)
+        return out + self.regulariser_grad(theta, self.weight_sum(rows), cols)
 
     def gradient_residual(self, theta, rows):
         """Norm of the minimal subgradient of the mean objective over ``rows``.
@@ -324,7 +372,7 @@ class LinearObjective(BaseObjective):
         term included), whose norm is :meth:`gradient_residual`."""
         rows = np.asarray(rows)
         w, _ = self.split(theta)
-        m = len(rows)
+        m = self.weight_sum(rows)
         if ties is None:
             ties = self.find_ties(theta, rows)
         if not (self.threat.norm == "inf" and self.threat.epsilon > 0):
@@ -335,7 +383,9 @@ class LinearObjective(BaseObjective):
                 c = 0.0
                 for r in _chunks(rows, self.n_features):
                     z, _, _, s = self.points(theta, r, wcols=np.arange(0))
-                    c += float(np.sum(s * self.loss.d1(z, self.y[r])))
+                    g1 = self.loss.d1(z, self.y[r])
+                    sw = self._sw(r)
+                    c += float(np.sum(s * (g1 if sw is None else g1 * sw)))
                 c *= self.threat.epsilon / m
                 l2_zero_subgradient(g, c, self.n_features)
             return g
@@ -348,7 +398,7 @@ class LinearObjective(BaseObjective):
             g1 = self.loss.d1(z, self.y[r])
             if weight is not None:
                 g1 = g1 * weight
-            Xr = self.X[r]
+            Xr = self._block(r)
             xtg += g1 @ Xr
             a, bb = bind(self.threat, Xr).linf_split_grads(g1, s)
             A += a
@@ -405,7 +455,7 @@ class LinearObjective(BaseObjective):
                 g1 = self.loss.d1(z, yr)
                 wg = np.abs(g1) if weight is None else np.abs(g1) * weight
                 self._add_l2_curvature(H, w, bound, s, wg, wcols)
-        return self._add_regulariser(H, len(rows), cols)
+        return self._add_regulariser(H, self.weight_sum(rows), cols)
 
     def _curvature_fisher(self, theta, rows, points, cols, ties=None, neumann_order=None):
         """``sum g g^T`` of the per-row gradients (regulariser share included)."""
@@ -413,14 +463,14 @@ class LinearObjective(BaseObjective):
         p = (self.n_features if wcols is None else len(wcols)) + int(intercept)
         H = np.zeros((p, p))
         share = self.regulariser_grad(theta, 1, cols)
-        for r, z, x, _, _, _ in self._terms(theta, rows, points, wcols, ties):
+        for r, z, x, _, _, weight in self._terms(theta, rows, points, wcols, ties):
             G = self.loss.d1(z, self.y[r])[:, None] * self._augment(x, intercept) + share
-            H += G.T @ G
+            H += G.T @ G if weight is None else G.T @ (weight[:, None] * G)
         return H
 
     def _curvature_paper(self, theta, rows, points, cols, ties=None, neumann_order=3):
         H = paper_hessian(self, theta, rows, cols, ties=ties, neumann_order=neumann_order)
-        return self._add_regulariser(H, len(rows), cols)
+        return self._add_regulariser(H, self.weight_sum(rows), cols)
 
     def _add_regulariser(self, H, n_rows, cols):
         """Add the regulariser's share of ``n_rows`` rows to the diagonal of ``H``."""
@@ -455,7 +505,7 @@ class LinearObjective(BaseObjective):
             c = self.loss.d2(z, yr)
             if weight is not None:
                 g1, c = g1 * weight, c * weight
-            XZ = self.X[r][:, zcols]
+            XZ = self._block(r, zcols)
             zb = bind(self.threat, XZ, cols=zcols)
             P = np.broadcast_to(zb.P, XZ.shape)
             Q = np.broadcast_to(zb.Q, XZ.shape)

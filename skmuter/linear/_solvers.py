@@ -22,9 +22,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg, optimize, sparse
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from .._linalg import solve_dense
+from .._warnings import warn
 from ._kkt import subgradient_from_split
 from ._worst_case import bind
 
@@ -33,7 +35,10 @@ DEFAULT_SGD_EPOCHS = 100
 
 
 def _maybe_sparse(X):
-    """A CSR copy of large, mostly-zero inputs (images), else ``X`` itself."""
+    """A CSR copy of large, mostly-zero inputs (images), else ``X`` itself
+    (sparse inputs stay as they are)."""
+    if sparse.issparse(X):
+        return X
     if X.size > 1_000_000 and np.count_nonzero(X) < 0.3 * X.size:
         return sparse.csr_matrix(X)
     return X
@@ -43,10 +48,11 @@ def _linf_split_problem(obj, rows):
     """Value and gradient of the l_inf robust objective in ``v = (w+, w-, b)``."""
     X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
     y = obj.y[rows]
-    bound = bind(obj.threat, X, compress=X.size > 1_000_000)
+    bound = bind(obj.threat, X, compress=not sparse.issparse(X) and X.size > 1_000_000)
     X = _maybe_sparse(X)
-    loss, alpha, d, m = obj.loss, obj.alpha, obj.n_features, len(rows)
+    loss, alpha, d, m = obj.loss, obj.alpha, obj.n_features, obj.weight_sum(rows)
     linear_term = obj.linear_term
+    sw = obj._sw(rows)
 
     def fun(v):
         wp, wm = v[:d], v[d : 2 * d]
@@ -56,8 +62,12 @@ def _linf_split_problem(obj, rows):
         up, down = bound.linf_shifts(wp, wm)
         s = loss.direction(z, y, up, down)
         z = z + s * np.where(s > 0, up, down)
-        f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
-        g1 = loss.d1(z, y) / m
+        if sw is None:
+            f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
+            g1 = loss.d1(z, y) / m
+        else:
+            f = (sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w)
+            g1 = sw * loss.d1(z, y) / m
         xtg = X.T @ g1
         A, B = bound.linf_split_grads(g1, s)
         grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
@@ -80,7 +90,9 @@ def _smooth_problem(obj, rows):
     X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
     y = obj.y[rows]
     bound = bind(obj.threat, X) if obj.threat.epsilon > 0 else None
-    loss, alpha, m = obj.loss, obj.alpha, len(rows)
+    loss, alpha, m = obj.loss, obj.alpha, obj.weight_sum(rows)
+    sw = obj._sw(rows)
+    is_sparse = sparse.issparse(X)
 
     def fun(theta):
         w, b = obj.split(theta)
@@ -89,9 +101,13 @@ def _smooth_problem(obj, rows):
             up, down = bound.shifts(w)
             s = loss.direction(z, y, up, down)
             z = z + s * np.where(s > 0, up, down)
-        f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
-        g1 = loss.d1(z, y) / m
-        gw = g1 @ X + alpha * w
+        if sw is None:
+            f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
+            g1 = loss.d1(z, y) / m
+        else:
+            f = (sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w)
+            g1 = sw * loss.d1(z, y) / m
+        gw = (X.T @ g1 if is_sparse else g1 @ X) + alpha * w
         if bound is not None:
             gw += bound.deltaT_dot(w, s, g1)
         grad = np.concatenate([gw, [g1.sum()]] if obj.fit_intercept else [gw])
@@ -108,23 +124,31 @@ def _tie_step(obj, probe, rows, cols):
 
     A Newton step from ``probe`` minimises the local piecewise-quadratic model
     there with the whole current (sub)gradient as right-hand side: the solve of
-    the objective's kink model (the one MUter's step uses). Returns the step
-    and the subgradient on ``cols``.
+    the objective's kink model (the one MUter's step uses). Returns the step,
+    the subgradient on ``cols`` and whether the model's Hessian is singular (a
+    flat direction: collinear features without a penalty); its solves are
+    quiet, the polish reports a singular fit once.
     """
     free = np.flatnonzero(obj.free_mask(probe))
     kinks = obj.kink_model(probe, rows, free)
     A = obj.hessian_sum(probe, rows, kind="total", cols=free, ties=kinks.ties)
     g = obj.grad_sum(probe, rows, cols=free, ties=kinks.ties)
-    step = kinks.solve(obj, A, -g, rows)
+    step = kinks.solve(obj, A, -g, rows, quiet=True)
+    try:
+        linalg.cho_factor(A, check_finite=False)
+        singular = False
+    except linalg.LinAlgError:
+        singular = True
     where = np.searchsorted(cols, free)
     out_step, out_g = np.zeros(len(cols)), np.zeros(len(cols))
     out_step[where] = step
     out_g[where] = g
-    return out_step, out_g
+    return out_step, out_g, singular
 
 
 def _newton_polish(obj, theta, rows, tol, max_steps, fun):
-    """Projected Newton steps on the free coordinates; returns (theta, steps).
+    """Projected Newton steps on the free coordinates; returns ``(theta, steps,
+    singular)``, ``singular`` when the last kink model's Hessian was singular.
 
     ``fun`` is the value-and-gradient function of the solver stage (in the split
     variables for l_inf); the Hessian comes from the objective on the free
@@ -133,7 +157,7 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
     linf = obj.threat.norm == "inf" and obj.threat.epsilon > 0
     kinked = obj.loss.name == "squared" and obj.threat.epsilon > 0
     d = obj.n_features
-    m = len(rows)
+    m = obj.weight_sum(rows)
 
     def evaluate(th, need_residual=True):
         if kinked:
@@ -152,6 +176,7 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
 
     f0, res = evaluate(theta)
     steps = 0
+    singular = False
     for _ in range(max_steps):
         if np.linalg.norm(res) <= tol:
             break
@@ -167,7 +192,7 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
         probe = theta.copy()
         probe[:d] = np.where(theta[:d] == 0, orient * 1e-300, theta[:d])
         if kinked:
-            step, g = _tie_step(obj, probe, rows, cols)
+            step, g, singular = _tie_step(obj, probe, rows, cols)
             slope = min(float(g @ step) / m, 0.0)
         else:
             H = obj.hessian_sum(probe, rows, "total", cols=cols) / m
@@ -196,7 +221,26 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
             res1 = evaluate(cand)[1]
         theta, f0, res = cand, f1, res1
         steps += 1
-    return theta, steps
+    return theta, steps, kinked and singular
+
+
+def _warn_ill_posed(obj, residual, tol, singular):
+    """One warning for a squared-loss fit whose Newton system stayed singular
+    (a flat direction of the objective: collinear features, ``alpha = 0``) or
+    whose polish stopped short of ``tol``."""
+    if residual <= max(1e3 * tol, 1e-8):
+        reached = f"it reached the optimality residual {residual:.3g}"
+    else:
+        reached = f"the fit stopped at the optimality residual {residual:.3g} > tol={tol:.3g}"
+    what = ("the robust objective is singular at the fitted parameters: its minimiser is "
+            f"not unique and {reached}" if singular else
+            f"{reached}: the robust objective is badly conditioned")
+    warn(
+        f"{what} (alpha={obj.alpha:g}; collinear, constant or badly scaled features?). "
+        "Forgetting will need damping. Set alpha > 0 (or drop the redundant features, "
+        "standardise them).",
+        ConvergenceWarning,
+    )
 
 
 def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_steps=50):
@@ -232,7 +276,7 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
         res = optimize.minimize(fun, theta, jac=True, method="L-BFGS-B", options=options)
         theta = res.x
     n_iter = int(res.nit)
-    theta, steps = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
+    theta, steps, singular = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
     residual = obj.gradient_residual(theta, rows)
     if not linf and obj.threat.epsilon > 0 and np.linalg.norm(theta[:d]) < 1e-6:
         # eps ||w||_2 has a kink at w = 0, where a smooth solver only creeps
@@ -241,6 +285,9 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
         zero_residual = obj.gradient_residual(zero, rows)
         if zero_residual <= residual:
             theta, residual = zero, zero_residual
+    kinked = obj.loss.name == "squared" and obj.threat.epsilon > 0
+    if kinked and (singular or residual > max(1e3 * tol, 1e-8)):
+        _warn_ill_posed(obj, residual, tol, singular)
     return theta, n_iter + steps, residual
 
 
@@ -259,10 +306,12 @@ def _zero_model(obj, theta, rows):
         return zero
     y = obj.y[rows]
     b = float(theta[-1])
-    shift = 0.0 if obj.linear_term is None else obj.linear_term[-1] / len(y)
+    sw = obj._sw(rows)
+    mean = np.mean if sw is None else (lambda v: float(np.sum(sw * v)) / float(np.sum(sw)))
+    shift = 0.0 if obj.linear_term is None else obj.linear_term[-1] / obj.weight_sum(rows)
     for _ in range(50):
-        g = float(np.mean(obj.loss.d1(np.full(len(y), b), y))) + shift
-        h = float(np.mean(obj.loss.d2(np.full(len(y), b), y)))
+        g = float(mean(obj.loss.d1(np.full(len(y), b), y))) + shift
+        h = float(mean(obj.loss.d2(np.full(len(y), b), y)))
         if h <= 0 or abs(g) < 1e-15:
             break
         b -= g / h
@@ -285,16 +334,21 @@ def solve_sgd(obj, attack, rows=None, theta0=None, max_iter=None, learning_rate=
     threat, step = attack._check(obj.n_features)
     theta = np.zeros(obj.n_params) if theta0 is None else np.array(theta0, dtype=np.float64)
     loss, d = obj.loss, obj.n_features
+    # With sample weights the minibatch gradient weighs each row by s_i / mean(s)
+    # (an unbiased estimate of the weighted mean's gradient).
+    scale = None if obj.sample_weight is None else (
+        obj.sample_weight * (len(rows) / obj.weight_sum(rows)))
+    m = obj.weight_sum(rows)
     iterator = range(epochs)
     if verbose:
-        from tqdm.auto import tqdm
+        from .._progress import progress
 
-        iterator = tqdm(iterator, desc=desc, unit="epoch")
+        iterator = progress(iterator, desc=desc, unit="epoch")
     for _ in iterator:
         order = rng.permutation(rows)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            Xb, yb = obj.X[batch], obj.y[batch]
+            Xb, yb = obj._block(batch), obj.y[batch]
             w, b = obj.split(theta)
 
             def input_grad(Xa, ya, w=w, b=b):
@@ -302,12 +356,14 @@ def solve_sgd(obj, attack, rows=None, theta0=None, max_iter=None, learning_rate=
 
             Xa = attack._run(Xb, yb, input_grad, threat, step) if obj.threat.epsilon > 0 else Xb
             g1 = loss.d1(Xa @ w + b, yb) / len(batch)
+            if scale is not None:
+                g1 = g1 * scale[batch]
             grad = np.empty_like(theta)
             grad[:d] = g1 @ Xa + obj.alpha * w
             if obj.fit_intercept:
                 grad[d] = g1.sum()
             if obj.linear_term is not None:
-                grad += obj.linear_term / len(rows)
+                grad += obj.linear_term / m
             theta = theta - learning_rate * grad
     return theta, epochs, obj.gradient_residual(theta, rows)
 

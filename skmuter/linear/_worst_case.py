@@ -14,7 +14,34 @@ from scipy import sparse
 
 from ..attacks import Threat
 
-__all__ = ["BoundThreat", "bind"]
+__all__ = ["BoundThreat", "bind", "check_inside"]
+
+#: rows per block when a sparse input is densified a block at a time
+_SPARSE_BLOCK = 4096
+
+
+def check_inside(threat: Threat, X):
+    """``threat.check_inside(X)`` for dense or sparse ``X`` (a sparse matrix is
+    checked on its stored values and, where a column has implicit zeros, on 0)."""
+    if not sparse.issparse(X):
+        threat.check_inside(X)
+        return
+    if not threat.boxed:
+        return
+    X = sparse.csr_matrix(X)
+    d = X.shape[1]
+    low = np.broadcast_to(np.asarray(threat.low, dtype=np.float64), (d,))
+    high = np.broadcast_to(np.asarray(threat.high, dtype=np.float64), (d,))
+    cols = X.indices
+    tol = 1e-12
+    outside = np.any(X.data < low[cols] - tol) or np.any(X.data > high[cols] + tol)
+    implicit = np.bincount(cols, minlength=d) < X.shape[0]
+    outside = outside or np.any(implicit & ((low > tol) | (high < -tol)))
+    if outside:
+        raise ValueError(
+            "X has values outside clip=(low, high); the attack box must contain the "
+            "clean inputs (rescale X or widen clip)."
+        )
 
 
 def bind(threat: Threat, X, cols=None, compress=False) -> BoundThreat:
@@ -24,9 +51,12 @@ def bind(threat: Threat, X, cols=None, compress=False) -> BoundThreat:
     ----------
     threat : skmuter.attacks.Threat
         The validated threat model.
-    X : ndarray of shape (n, k)
+    X : ndarray or sparse matrix of shape (n, k)
         Rows, restricted to the feature columns ``cols`` when given (the
-        l_inf threat is separable over features).
+        l_inf threat is separable over features). A sparse ``X`` stays
+        sparse: the l_inf box rooms are stored compressed (the ``linf_*``
+        methods and ``shifts``), the l_2 box is evaluated a block of rows at
+        a time.
     cols : array of int, optional
         Original feature indices of the columns of ``X``.
     compress : bool, default=False
@@ -55,7 +85,28 @@ class _ColumnConstMinusSparse:
         self.shape = M.shape
         self.n = n
 
+    @classmethod
+    def from_sparse(cls, X, room):
+        """The rooms ``room(x, cols)`` of a sparse ``X`` (CSR), without densifying:
+        an implicit zero of column ``j`` has the room ``room(0, j)``, the column
+        constant ``c``; the stored entries differ from it by a sparse matrix."""
+        out = cls.__new__(cls)
+        n, d = X.shape
+        out.c = room(np.zeros(d), np.arange(d))
+        values = room(X.data, X.indices)
+        out.S = sparse.csr_matrix((out.c[X.indices] - values, X.indices.copy(),
+                                   X.indptr.copy()), shape=X.shape)
+        out.S.eliminate_zeros()
+        out.shape = X.shape
+        out.n = n
+        return out
+
     __array_ufunc__ = None  # make ``H @ self`` call ``__rmatmul__``
+
+    def columns(self, idx):
+        """The dense columns ``idx`` (all rows)."""
+        idx = np.arange(self.shape[1])[idx]
+        return self.c[idx][None, :] - self.S[:, idx].toarray()
 
     def __matmul__(self, V):
         return (self.c @ V)[None, :] - self.S @ V
@@ -96,12 +147,26 @@ class BoundThreat:
         self.threat = threat
         self.X = X
         self.n, self.d = X.shape
+        self.cols = cols
+        self._blocks = False  # sparse X under a boxed l_2 threat: per block of rows
         eps = threat.epsilon
         if threat.boxed:
             low, high = threat.low, threat.high
             if cols is not None:
                 low = low[cols] if low.ndim else low
                 high = high[cols] if high.ndim else high
+            if sparse.issparse(X):
+                if threat.norm != "inf":
+                    self._blocks = True
+                    return
+                X = sparse.csr_matrix(X)
+                lo = np.broadcast_to(np.asarray(low, dtype=np.float64), (self.d,))
+                hi = np.broadcast_to(np.asarray(high, dtype=np.float64), (self.d,))
+                self.P = _ColumnConstMinusSparse.from_sparse(
+                    X, lambda x, j: np.maximum(np.minimum(eps, x - lo[j]), 0.0))
+                self.Q = _ColumnConstMinusSparse.from_sparse(
+                    X, lambda x, j: np.maximum(np.minimum(eps, hi[j] - x), 0.0))
+                return
             # For l_2 the box room is capped at eps too: harmless, |delta_j| <= eps.
             self.P = np.minimum(eps, X - low)
             self.Q = np.minimum(eps, high - X)
@@ -112,6 +177,13 @@ class BoundThreat:
                 self.Q = _ColumnConstMinusSparse(self.Q, eps)
         else:
             self.P = self.Q = eps
+
+    def _block_bounds(self):
+        """Dense bound threats of successive blocks of rows (sparse ``X``, l_2 box)."""
+        X = sparse.csr_matrix(self.X)
+        for start in range(0, self.n, _SPARSE_BLOCK):
+            block = X[start : start + _SPARSE_BLOCK].toarray()
+            yield BoundThreat(self.threat, block, cols=self.cols)
 
     # ---- l_inf pieces, linear in (w+, w-) --------------------------------
     def linf_shifts(self, wp, wm):
@@ -144,6 +216,10 @@ class BoundThreat:
         if not self.threat.boxed:
             t = np.full(self.n, self.threat.epsilon * np.linalg.norm(w))
             return t, t
+        if self._blocks:
+            parts = [b.shifts(w) for b in self._block_bounds()]
+            return (np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]))
         up = np.einsum("ij,j->i", self._l2_box_delta(w, np.ones(self.n))[0], w)
         down = -np.einsum("ij,j->i", self._l2_box_delta(w, -np.ones(self.n))[0], w)
         return up, down
@@ -154,13 +230,19 @@ class BoundThreat:
         if self.threat.norm == "inf":
             idx = slice(None) if cols is None else cols
             sw = s[:, None] * w[idx][None, :]
-            P = self.P if np.ndim(self.P) == 0 else self.P[:, idx]
-            Q = self.Q if np.ndim(self.Q) == 0 else self.Q[:, idx]
+            if isinstance(self.P, _ColumnConstMinusSparse):
+                P, Q = self.P.columns(idx), self.Q.columns(idx)
+            else:
+                P = self.P if np.ndim(self.P) == 0 else self.P[:, idx]
+                Q = self.Q if np.ndim(self.Q) == 0 else self.Q[:, idx]
             return np.where(sw > 0, Q, np.where(sw < 0, -P, 0.0))
         if not self.threat.boxed:
             nw = np.linalg.norm(w)
             unit = w / nw if nw > 0 else np.zeros_like(w)
             out = self.threat.epsilon * s[:, None] * unit[None, :]
+        elif self._blocks:
+            out = np.vstack([b.delta(w, s[i : i + b.n]) for i, b in zip(
+                range(0, self.n, _SPARSE_BLOCK), self._block_bounds())])
         else:
             out = self._l2_box_delta(w, s)[0]
         return out if cols is None else out[:, cols]
@@ -175,6 +257,11 @@ class BoundThreat:
             if nw == 0:
                 return np.zeros(self.d)
             return self.threat.epsilon * float(np.dot(g, s)) * w / nw
+        if self._blocks:
+            out = np.zeros(self.d)
+            for i, b in zip(range(0, self.n, _SPARSE_BLOCK), self._block_bounds()):
+                out += b.deltaT_dot(w, s[i : i + b.n], g[i : i + b.n])
+            return out
         return g @ self._l2_box_delta(w, s)[0]
 
     def l2_curvature(self, w, s):
@@ -189,6 +276,10 @@ class BoundThreat:
             rho = np.linalg.norm(w)
             scale = self.threat.epsilon / rho if rho > 0 else 0.0
             return np.full(self.n, scale), None, np.full(self.n, rho)
+        if self._blocks:
+            parts = [b.l2_curvature(w, s[i : i + b.n]) for i, b in zip(
+                range(0, self.n, _SPARSE_BLOCK), self._block_bounds())]
+            return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
         _, F, eps_f = self._l2_box_delta(w, s)
         rho = np.sqrt(((F * w) ** 2).sum(axis=1))
         scale = np.divide(eps_f, rho, out=np.zeros(self.n), where=rho > 0)

@@ -16,12 +16,14 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
+from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import unpack_data
-from skorch.utils import to_tensor
+from skorch.utils import data_from_dataset, to_numpy, to_tensor
+from torch.utils.data import Dataset as TorchDataset
 
-from .._forgetting import ForgetMixin, reset_forgetting
+from .._forgetting import ForgetMixin, atomic_fit, reset_forgetting
 from .._warnings import warn
 from ..attacks import _Attack, resolve_attack
 from ..forgetters import Forgetter, ForgetWarning, MUter
@@ -34,6 +36,10 @@ __all__ = ["AdversarialNet", "paper_muter"]
 
 #: gradient tolerance (mean objective) of the exact refit: the polish and :meth:`retrain`
 _REFIT_TOL = 1e-9
+
+#: numpy dtype of the inputs for a module of each torch float dtype (others: float32)
+_NUMPY_FLOATS = {torch.float16: np.float16, torch.float32: np.float32,
+                 torch.float64: np.float64}
 
 
 class _NoBool(Interval):
@@ -63,7 +69,7 @@ def paper_muter(neumann_order=100, cg_iter=10, damping=1e-4):
 class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     """A PyTorch classifier trained against adversarial inputs that forgets rows.
 
-    A skorch :class:`~skorch.NeuralNetClassifier` whose training step
+    A skorch :class:`~skorch.classifier.NeuralNetClassifier` whose training step
     replaces each batch by its worst case under ``attack`` (adversarial
     training, Madry et al. 2018), and which unlearns training rows with the
     MUter method or a comparator (``forget``, ``partial_forget``).
@@ -126,15 +132,25 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         Only the cross-entropy on logits is supported.
     train_split : default=None
         No validation split: every row is trained on (and can be forgotten).
+        A skorch split (``skorch.dataset.ValidSplit(5)``) holds rows out of the
+        stochastic training only, to score epochs (``valid_loss``,
+        ``valid_acc``, ``EpochScoring`` callbacks); the polish, forgetting and
+        :meth:`retrain` use every row of ``X``.
     **kwargs
-        Any other :class:`skorch.NeuralNetClassifier` parameter (``lr``,
-        ``max_epochs``, ``batch_size``, ``optimizer``, ``device``, ``module__*``).
-        ``iterator_train__shuffle`` defaults to True.
+        Any other :class:`skorch.classifier.NeuralNetClassifier` parameter (``lr``,
+        ``max_epochs``, ``batch_size``, ``optimizer``, ``callbacks``,
+        ``device``, ``module__*``). ``iterator_train__shuffle`` defaults to
+        True. A ``device`` this machine lacks (``'cuda'`` without CUDA) is
+        refused at ``initialize`` and ``fit`` with the devices it has.
 
     Attributes
     ----------
     module_ : torch.nn.Module
     classes_ : ndarray of shape (n_classes,)
+        The labels. Inside the training loop (callbacks), whose targets are
+        the class indices, ``arange(n_classes)``.
+    n_features_in_ : int
+        ``X.shape[1]`` at fit; inference checks the whole row shape.
     attack_ : PGD or FGSM
         The validated copy of ``attack`` used in training.
     forget_names_ : list of str
@@ -239,14 +255,127 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             {name: getattr(self, name) for name in self._parameter_constraints},
             caller_name=type(self).__name__,
         )
+        self._check_device_available()
         return clone(resolve_attack(self.attack))
 
+    def _check_device_available(self):
+        """Raise a clear ``ValueError`` when ``device`` names a backend this machine lacks."""
+        if self.device is None:  # skorch: leave the module where it is
+            return
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device={self.device!r} is not a torch device ('cpu', 'cuda', "
+                             "'cuda:0', ...).") from exc
+        available = ["'cpu'"]
+        if torch.cuda.is_available():
+            available.append("'cuda'")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            available.append("'mps'")
+        hint = f"pass device={' or '.join(available)}"
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                build = "has no CUDA support" if torch.version.cuda is None else \
+                    "finds no CUDA driver or GPU"
+                raise ValueError(f"device={self.device!r} was requested but CUDA is not "
+                                 f"available (this torch build {build}): {hint}.")
+            count = torch.cuda.device_count()
+            if device.index is not None and device.index >= count:
+                raise ValueError(f"device={self.device!r} was requested but there "
+                                 f"{'is' if count == 1 else 'are'} only {count} CUDA "
+                                 f"device{'' if count == 1 else 's'} (cuda:0 to "
+                                 f"cuda:{count - 1}).")
+        elif device.type == "mps" and "'mps'" not in available:
+            raise ValueError(f"device={self.device!r} was requested but MPS is not "
+                             f"available: {hint}.")
+
+    def _torch_device(self):
+        """The device data go to: ``device``, or the module's own when ``device=None``."""
+        if self.device is not None:
+            return torch.device(self.device)
+        module = getattr(self, "module_", None)
+        if isinstance(module, torch.nn.Module):
+            for p in module.parameters():
+                return p.device
+        return torch.device("cpu")
+
+    def _float_dtype(self):
+        """The numpy float dtype of the module's parameters (float32 before initialisation)."""
+        module = getattr(self, "module_", None)
+        if isinstance(module, torch.nn.Module):
+            for p in module.parameters():
+                if p.is_floating_point():
+                    return np.dtype(_NUMPY_FLOATS.get(p.dtype, np.float32))
+        return np.dtype(np.float32)
+
+    def _check_X(self, X, reset):
+        """Validate an array ``X``: numeric, finite, at least 2-D, rows of the fitted shape.
+
+        Cast to the module's float dtype. The messages are scikit-learn's
+        (``check_array`` / ``validate_data``), as for the linear models.
+        """
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu()
+            X = to_numpy(X.float() if X.dtype == torch.bfloat16 else X)
+        original = X
+        X = check_array(X, dtype=self._float_dtype(), allow_nd=True, input_name="X",
+                        estimator=self)
+        if not X.flags.writeable:  # a read-only view (pandas, a memory map): torch warns
+            X = X.copy()
+        if reset:
+            self._input_shape = X.shape[1:]
+        else:
+            shape = getattr(self, "_input_shape", None)
+            if shape is None and getattr(self, "_train_X", None) is not None:
+                shape = self._train_X.shape[1:]
+            if shape is not None and tuple(X.shape[1:]) != tuple(shape):
+                if X.ndim == 2 and len(shape) == 1:
+                    raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
+                                     f"is expecting {shape[0]} features as input.")
+                raise ValueError(f"X has rows of shape {tuple(X.shape[1:])}, but "
+                                 f"{type(self).__name__} was fitted on rows of shape "
+                                 f"{tuple(shape)}.")
+        # feature names and n_features_in_, as every scikit-learn estimator
+        validate_data(self, original, reset=reset, skip_check_array=True)
+        return X
+
+    @staticmethod
+    def _from_dataset(X, y, caller):
+        """``(X, y)`` from a skorch ``Dataset`` (or a ``Subset`` of one); arrays unchanged."""
+        if not isinstance(X, TorchDataset):
+            return X, y
+        try:
+            Xd, yd = data_from_dataset(X)
+        except AttributeError:
+            raise TypeError(
+                f"{caller} needs arrays or a skorch Dataset (or a Subset of one) holding "
+                f"arrays, got {type(X).__name__}."
+            ) from None
+        if isinstance(Xd, dict):
+            raise TypeError(f"{caller} needs a single input array, got a Dataset of a dict.")
+        return Xd, yd if y is None else y
+
+    def _check_inference_X(self, X):
+        """Inputs of the inference methods: arrays are validated; datasets pass through.
+
+        A torch ``Dataset`` is what skorch hands to callbacks (``EpochScoring``)
+        and validation splits (``ValidSplit``); a skorch ``Dataset`` of an
+        array has that array validated.
+        """
+        if getattr(self, "_loop_n_classes", None) is None:
+            check_is_fitted(self, "n_train_")
+        elif isinstance(X, (TorchDataset, torch.Tensor)):
+            return X  # the loop's own datasets and batches, made of the validated X
+        if isinstance(X, SkorchDataset) and isinstance(X.X, (np.ndarray, torch.Tensor)):
+            Xv = self._check_X(X.X, reset=False)
+            return X if Xv is X.X else SkorchDataset(Xv, X.y)
+        if isinstance(X, TorchDataset):
+            return X
+        return self._check_X(X, reset=False)
+
     def _validate_data(self, X, y, reset):
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim < 2 or X.shape[0] == 0:
-            raise ValueError(f"X must have shape (n_samples, ...), got {X.shape}.")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or infinity.")
+        X = self._check_X(X, reset)
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(
@@ -256,20 +385,48 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             classes = np.unique(y)
             if len(classes) < 2:
                 raise ValueError("the training data needs samples of at least 2 classes.")
+            if self.classes is not None:
+                # skorch's ``classes``: the labels in the order of the module's outputs
+                given = np.asarray(self.classes)
+                if given.ndim != 1 or len(np.unique(given)) != len(given) or \
+                        not np.array_equal(np.sort(given), classes):
+                    raise ValueError(
+                        f"classes={self.classes!r} must list each label of y once (in the "
+                        f"order of the module's outputs); y has the labels {classes.tolist()}. "
+                        "Leave classes=None to take them from y.")
+                classes = given
         else:
-            classes = self.classes_
-        codes = np.searchsorted(classes, y)
-        codes = np.clip(codes, 0, len(classes) - 1)
-        if np.any(classes[codes] != y):
+            classes = np.asarray(self.classes_)
+        order = np.argsort(classes, kind="stable")
+        pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
+        if np.any(classes[order][pos] != y):
             raise ValueError("y has labels not seen in fit.")
-        return X, codes.astype(np.int64), classes
+        return X, order[pos].astype(np.int64), classes
+
+    @property
+    def classes_(self):
+        """The class labels; inside the training loop, the class indices it trains on."""
+        n = getattr(self, "_loop_n_classes", None)
+        if n is not None:
+            return np.arange(n)
+        return NeuralNetClassifier.classes_.fget(self)
+
+    @contextlib.contextmanager
+    def _training_loop(self, classes):
+        """skorch's loop sees the targets as class indices: so do its callbacks."""
+        self._loop_n_classes = len(classes)
+        try:
+            yield
+        finally:
+            del self._loop_n_classes
 
     # ---- random state --------------------------------------------------------------
     def _seeded(self):
         if self.random_state is None:
             return contextlib.nullcontext()
         devices = []
-        if str(self.device).startswith("cuda") and torch.cuda.is_available():
+        if self.device is not None and str(self.device).startswith("cuda") \
+                and torch.cuda.is_available():
             devices = [torch.device(self.device).index or 0]
         stack = contextlib.ExitStack()
         stack.enter_context(torch.random.fork_rng(devices=devices))
@@ -278,6 +435,13 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
     # ---- initialisation ------------------------------------------------------------
     def initialize(self):
+        """Initialise the module, criterion and optimizer (skorch), after checking ``device``.
+
+        Returns
+        -------
+        self : AdversarialNet
+        """
+        self._check_device_available()
         super().initialize()
         self.forget_names_ = resolve_names(self.module_, self.forget_params)
         self._theta_init = flat_values(self.module_, self.forget_names_)
@@ -286,6 +450,9 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         return self
 
     def get_all_learnable_params(self):
+        """Yield the ``(name, parameter)`` pairs the optimizer trains: with
+        ``train_params='forget'`` only those forgetting updates (``forget_params``),
+        otherwise every learnable parameter, as skorch does."""
         if self.train_params == "forget" and hasattr(self, "forget_names_"):
             keep = set(self.forget_names_)
             for name, p in self.module_.named_parameters():
@@ -334,8 +501,8 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             ``{'loss': loss, 'y_pred': y_pred}`` at the adversarial inputs.
         """
         Xi, yi = unpack_data(batch)
-        Xi = to_tensor(Xi, device=self.device)
-        yi = to_tensor(yi, device=self.device)
+        Xi = to_tensor(Xi, device=self._torch_device())
+        yi = to_tensor(yi, device=self._torch_device())
         X_adv = self._perturb_batch(Xi, yi)
         self._set_training(self.train_params == "all")
         y_pred = self.infer(X_adv, **fit_params)
@@ -344,15 +511,18 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         return {"loss": loss, "y_pred": y_pred}
 
     # ---- fitting ---------------------------------------------------------------------
-    def fit(self, X, y, **fit_params):
+    @atomic_fit  # all-or-nothing: a failed fit leaves the net as it was
+    def fit(self, X, y=None, **fit_params):
         """Initialise and train the network adversarially, then polish.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Training inputs (inside ``attack.clip`` when it is set).
-        y : array-like of shape (n_samples,)
-            Class labels.
+        X : array-like of shape (n_samples, ...) or skorch Dataset
+            Training inputs (inside ``attack.clip`` when it is set); numeric,
+            cast to the module's float dtype. A skorch ``Dataset`` of arrays
+            is unpacked (the rows are kept to be forgotten).
+        y : array-like of shape (n_samples,), default=None
+            Class labels (``None`` only with a ``Dataset`` holding them).
         **fit_params : dict
             Passed to the module's ``forward``.
 
@@ -362,12 +532,16 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             Fitted; any earlier forgetting state is discarded.
         """
         attack = self._check_settings()
+        X, y = self._from_dataset(X, y, "fit")
         X, codes, classes = self._validate_data(X, y, reset=True)
-        self._start_training(attack, X)
+        self._check_inside(attack, X)
         with self._seeded():
             if not self.warm_start or not self.initialized_:
                 self.initialize()
-            super().partial_fit(X, codes, **fit_params)
+            X = X.astype(self._float_dtype(), copy=False)
+            self._start_training(attack, X)
+            with self._training_loop(classes):
+                super().partial_fit(X, codes, **fit_params)
         return self._finish_training(X, codes, classes)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
@@ -375,8 +549,8 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-        y : array-like of shape (n_samples,)
+        X : array-like of shape (n_samples, ...) or skorch Dataset
+        y : array-like of shape (n_samples,), default=None
         classes : ignored
         **fit_params : dict
 
@@ -384,20 +558,27 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         -------
         self : AdversarialNet
         """
-        if not self.initialized_:
+        if not self.initialized_ or not hasattr(self, "n_train_"):
+            # never fitted (perhaps initialised): the classes come from this y
             return self.fit(X, y, **fit_params)
         attack = self._check_settings()
+        X, y = self._from_dataset(X, y, "partial_fit")
         X, codes, classes_ = self._validate_data(X, y, reset=False)
+        self._check_inside(attack, X)
         self._start_training(attack, X)
-        with self._seeded():
+        with self._seeded(), self._training_loop(classes_):
             super().partial_fit(X, codes, **fit_params)
         return self._finish_training(X, codes, classes_)
 
+    @staticmethod
+    def _check_inside(attack, X):
+        threat = TorchThreat(attack, X.shape[1:])
+        threat.check_inside(torch.as_tensor(X[: min(len(X), 100_000)], dtype=torch.float32))
+
     def _start_training(self, attack, X):
-        threat = TorchThreat(attack, X.shape[1:], device=self.device)
-        threat.check_inside(torch.as_tensor(X[: min(len(X), 100_000)], device=self.device))
         self.attack_ = attack
-        self._threat = threat
+        self._threat = TorchThreat(attack, X.shape[1:], device=self._torch_device(),
+                                   dtype=torch.from_numpy(X[:0]).dtype)
 
     def _finish_training(self, X, codes, classes):
         self.classes_inferred_ = classes
@@ -420,12 +601,12 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     # ---- the objective ------------------------------------------------------------
     def _objective(self):
         if getattr(self, "_objective_", None) is None:
-            threat = TorchThreat(self.attack_, self._train_X.shape[1:], device=self.device,
-                                 dtype=torch.float64)
+            threat = TorchThreat(self.attack_, self._train_X.shape[1:],
+                                 device=self._torch_device(), dtype=torch.float64)
             self._objective_ = NetObjective(
                 self.module_, self.forget_names_, self._train_X, self._train_y, threat,
                 self.alpha, seed=0 if self.random_state is None else int(self.random_state),
-                theta_init=self._theta_init, device=self.device,
+                theta_init=self._theta_init, device=self._torch_device(),
                 dense_max=self.max_dense_params,
                 refitter=functools.partial(refit_head, tol=_REFIT_TOL,
                                            max_iter=self.polish_max_iter),
@@ -439,20 +620,81 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         return self._forget_objectives()
 
     # ---- prediction --------------------------------------------------------------------
-    def predict(self, X):
-        """Class labels of ``X``.
+    def forward(self, X, training=False, device="cpu"):
+        """The module's outputs (logits) on ``X``, concatenated (skorch's ``forward``).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
+        X : array-like of shape (n_samples, ...), tensor or torch Dataset
+            Arrays are validated as in :meth:`predict`.
+        training : bool, default=False
+        device : str, default='cpu'
+            Where the result is stored.
+
+        Returns
+        -------
+        y_infer : torch.Tensor
+        """
+        return super().forward(self._check_inference_X(X), training=training, device=device)
+
+    def predict_proba(self, X):
+        """Class probabilities of ``X`` (softmax of the logits).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...), tensor or torch Dataset
+            Numeric and finite, with rows of the shape seen in ``fit``; cast
+            to the module's float dtype. A torch ``Dataset`` (what skorch's
+            callbacks and validation splits pass) is used as given.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return super().predict_proba(self._check_inference_X(X))
+
+    def predict(self, X):
+        """Class labels of ``X``.
+
+        Inside the training loop (skorch callbacks such as ``EpochScoring``,
+        whose targets are the class indices the loop trains on) the class
+        indices; after ``fit``, the labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...), tensor or torch Dataset
+            As in :meth:`predict_proba`.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return self.classes_[self.predict_proba(np.asarray(X, dtype=np.float32)).argmax(axis=1)]
+        proba = super().predict_proba(self._check_inference_X(X))
+        return self.classes_[proba.argmax(axis=1)]
 
-    def robust_score(self, X, y, attack=None):
+    def score(self, X, y=None, sample_weight=None):
+        """Accuracy on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...), tensor or skorch Dataset
+        y : array-like of shape (n_samples,), default=None
+            The labels; ``None`` takes them from a skorch ``Dataset``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        if y is None:
+            X, y = self._from_dataset(X, y, "score")
+            if y is None:
+                raise ValueError("score needs the labels y (or a skorch Dataset holding them).")
+        return super().score(X, to_numpy(y) if isinstance(y, torch.Tensor) else y,
+                             sample_weight=sample_weight)
+
+    def robust_score(self, X, y=None, attack=None):
         """Accuracy on ``(X, y)`` under ``attack`` (default: the training attack).
 
         The attack's random start is seeded (``attack.random_state``, else
@@ -460,8 +702,10 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-        y : array-like of shape (n_samples,)
+        X : array-like of shape (n_samples, ...) or skorch Dataset
+            Validated as in :meth:`predict`.
+        y : array-like of shape (n_samples,), default=None
+            The labels; ``None`` takes them from a skorch ``Dataset``.
         attack : PGD, FGSM or Penalized, default=None
 
         Returns
@@ -469,18 +713,25 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         score : float
         """
         check_is_fitted(self, "n_train_")
+        X, y = self._from_dataset(X, y, "robust_score")
+        if y is None:
+            raise ValueError("robust_score needs the labels y (or a skorch Dataset holding them).")
+        if isinstance(y, torch.Tensor):
+            y = to_numpy(y)
         X, codes, _ = self._validate_data(X, y, reset=False)
         attack = self.attack_ if attack is None else clone(resolve_attack(attack))
-        threat = TorchThreat(attack, X.shape[1:], device=self.device)
-        threat.check_inside(torch.as_tensor(X, device=self.device))
+        device = self._torch_device()
+        threat = TorchThreat(attack, X.shape[1:], device=device,
+                             dtype=torch.from_numpy(X[:0]).dtype)
+        threat.check_inside(torch.as_tensor(X, device=device))
         seed = attack.random_state if isinstance(attack.random_state, numbers.Integral) else (
             self.random_state or 0)
         gen = torch.Generator().manual_seed(int(seed))
         self.module_.eval()
         correct = 0
         for start in range(0, len(X), 512):
-            xb = torch.as_tensor(X[start:start + 512], device=self.device)
-            yb = torch.as_tensor(codes[start:start + 512], device=self.device)
+            xb = torch.as_tensor(X[start:start + 512], device=device)
+            yb = torch.as_tensor(codes[start:start + 512], device=device)
 
             def input_grad(xa, yb=yb):
                 xa = xa.detach().requires_grad_(True)
@@ -489,7 +740,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
                                                              reduction="sum")
                     return torch.autograd.grad(loss, xa)[0]
 
-            noise = torch.rand(xb.shape, generator=gen).to(self.device) \
+            noise = torch.rand(xb.shape, generator=gen).to(device=device, dtype=xb.dtype) \
                 if threat.random_start else None
             xa = perturb(threat, xb, input_grad, noise)
             with torch.no_grad():
@@ -583,6 +834,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         net : AdversarialNet
         """
         check_is_fitted(self, "n_train_")
+        self._check_fitted_settings()  # the reference of the fitted objective only
         if isinstance(start, str):
             if start not in ("init", "current"):
                 raise ValueError(f"start must be 'init', 'current' or a vector, got {start!r}.")
@@ -615,10 +867,13 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         # Caches with device tensors are rebuilt on demand.
         state["_objective_"] = None
         state.pop("_threat", None)
+        state.pop("_loop_n_classes", None)  # pickled from a callback: out of the loop
         return state
 
     def __setstate__(self, state):
         state.setdefault("polish_max_iter", 300)  # pickled before the parameter existed
         super().__setstate__(state)
         if "attack_" in self.__dict__ and getattr(self, "_train_X", None) is not None:
-            self._threat = TorchThreat(self.attack_, self._train_X.shape[1:], device=self.device)
+            self._threat = TorchThreat(self.attack_, self._train_X.shape[1:],
+                                       device=self._torch_device(),
+                                       dtype=torch.from_numpy(self._train_X[:0]).dtype)

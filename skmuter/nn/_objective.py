@@ -112,7 +112,7 @@ class NetObjective(BaseObjective):
     refitter : callable, optional
         ``refitter(objective, rows, theta0) -> theta``, the exact solver of
         :meth:`refit` with its settings bound (see
-        :func:`skmuter.nn._refit.refit_head`).
+        ``skmuter.nn._refit.refit_head``).
     """
 
     def __init__(self, module, names, X, y, threat, alpha, seed=0, theta_init=None,
