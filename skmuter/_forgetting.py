@@ -21,32 +21,43 @@ fitted with certified removal also sets ``certificate_`` (a dict, see
 :class:`~skmuter.certified.CertifiedRemoval` settings); :meth:`ForgetMixin._certify`
 then checks every call against the budget before it is committed.
 
-State never ends up half-changed. Every ``forget`` / ``partial_forget`` call
-and every ``fit`` wrapped in :func:`atomic_fit` runs as a transaction: a deep
-snapshot of the estimator's ``__dict__`` is taken first and put back on any
-exception (in the forgetter, the certificate check, the commit or a purge), so
-the estimator is exactly as before the call. Calls on one estimator are
-serialised by a per-estimator re-entrant lock, created lazily and never
-pickled, deep-copied or cloned.
-
-Parameters take effect at the next ``fit`` (scikit-learn's rule):
-``reset_forgetting`` records the settings that define the fitted objective,
-and forgetting refuses when one of them has been changed since.
+Every ``forget`` / ``partial_forget`` call and every ``fit`` wrapped in
+:func:`atomic_fit` is all-or-nothing and serialised per estimator, and
+forgetting refuses when a parameter that defines the fitted objective changed
+since ``fit``. That machinery (the lock, the transaction, the fitted settings)
+lives in ``skmuter._transaction``; request validation (positions, boolean
+masks, index labels) in ``skmuter._requests``. Their names are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import numbers
-import threading
 import time
-import weakref
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._requests import (  # noqa: F401 - re-exported
+    _as_positions,
+    _shown,
+    label_positions,
+    rows_and_kept,
+    validate_indices,
+)
+from ._transaction import FREE_PARAMS as _FREE_PARAMS
+from ._transaction import (  # noqa: F401 - re-exported
+    _fingerprint,
+    _is_atomic,
+    _read_only_error,
+    _Snapshot,
+    _training_index,
+    _transaction,
+    atomic_fit,
+    estimator_lock,
+    fitted_settings,
+)
 from ._warnings import warn
 from .forgetters import ForgetWarning, resolve_forgetter
 
@@ -57,166 +68,7 @@ RETRAIN_ADVICE_FRACTION = 0.2
 #: parameters that may change between ``fit`` and ``forget``: the forgetter
 #: (switched before the first request), the verbosity, and how a network's
 #: curvature is stored (dense or matrix-free: the same objective)
-FREE_PARAMS = frozenset({"forgetter", "verbose", "max_dense_params"})
-
-# One lock per estimator, outside its ``__dict__``: never pickled, copied or cloned
-# (a loaded or copied estimator gets its own on first use).
-_LOCKS = weakref.WeakKeyDictionary()
-_LOCK_GUARD = threading.Lock()
-
-
-# ---- the lock and the transaction -------------------------------------------------
-def estimator_lock(est):
-    """The estimator's re-entrant lock, created on first use (never pickled)."""
-    with _LOCK_GUARD:
-        lock = _LOCKS.get(est)
-        if lock is None:
-            lock = _LOCKS[est] = threading.RLock()
-    return lock
-
-
-def _is_atomic(value):
-    return value is None or isinstance(value, (str, bytes, numbers.Number, type))
-
-
-class _Snapshot:
-    """A deep copy of an estimator's ``__dict__``, to put back on failure.
-
-    Constructor parameters are kept by reference (they are the user's
-    objects); a parameter with a ``state_dict`` (a torch module given as an
-    instance, which training changes in place) has its state saved too.
-    Attributes named in ``share`` are kept by reference: the caller promises
-    not to change them in place.
-    """
-
-    def __init__(self, est, share=()):
-        memo = {}
-        self._modules = []
-        try:
-            params = est.get_params(deep=False)
-        except Exception:  # noqa: BLE001 - a broken parameter: nothing to keep by reference
-            params = {}
-        for value in params.values():
-            if _is_atomic(value):
-                continue
-            memo[id(value)] = value
-            if callable(getattr(value, "state_dict", None)) and \
-                    callable(getattr(value, "load_state_dict", None)):
-                self._modules.append((value, copy.deepcopy(value.state_dict())))
-        state = dict(est.__dict__)
-        for name in share:
-            if name in state and not _is_atomic(state[name]):
-                memo[id(state[name])] = state[name]
-        self._state = copy.deepcopy(state, memo)
-
-    def restore(self, est):
-        est.__dict__.clear()
-        est.__dict__.update(self._state)
-        for module, state in self._modules:
-            module.load_state_dict(state)
-
-
-def _read_only_error(exc):
-    return isinstance(exc, ValueError) and "read-only" in str(exc)
-
-
-def _transaction(est, call, share=()):
-    """Run ``call()`` under the estimator's lock; on any exception restore its state."""
-    with estimator_lock(est):
-        snapshot = _Snapshot(est, share)
-        try:
-            return call()
-        except BaseException as exc:
-            snapshot.restore(est)
-            if _read_only_error(exc):
-                raise ValueError(
-                    f"{type(est).__name__} keeps read-only arrays (loaded with "
-                    "joblib.load(..., mmap_mode='r')?) and cannot purge the forgotten rows "
-                    "from them; nothing was changed. Load it without mmap_mode to forget."
-                ) from exc
-            raise
-
-
-def _training_index(X):
-    """The pandas index of a DataFrame or Series, as an object array (else None)."""
-    if not (hasattr(X, "index") and hasattr(X, "iloc")):
-        return None
-    index = X.index
-    return np.array(list(index), dtype=object) if len(index) else None
-
-
-def atomic_fit(fit):
-    """Decorate a ``fit`` method: all-or-nothing, serialised, index of a DataFrame kept.
-
-    On any exception the estimator is put back exactly as it was before the
-    call (an unfitted one stays unfitted, a fitted one keeps its previous
-    fit). On success the pandas index of ``X`` (a DataFrame or Series) is
-    stored for ``forget(labels, by='label')``.
-    """
-
-    @functools.wraps(fit)
-    def wrapper(self, X, *args, **kwargs):
-        def call():
-            out = fit(self, X, *args, **kwargs)
-            index = _training_index(X)
-            if index is not None and len(index) == getattr(self, "n_train_", -1):
-                self._train_index = index
-            return out
-
-        return _transaction(self, call)
-
-    return wrapper
-
-
-# ---- fitted settings --------------------------------------------------------------
-def _fingerprint(value):
-    """A comparable, picklable summary of a parameter value."""
-    if isinstance(value, bool | np.bool_):
-        return ("bool", bool(value))
-    if isinstance(value, numbers.Integral):
-        return ("num", int(value))
-    if isinstance(value, numbers.Real):
-        return ("num", float(value))
-    if isinstance(value, str | bytes) or value is None:
-        return value
-    if isinstance(value, np.ndarray):
-        return ("array", value.dtype.str, value.shape, value.tobytes())
-    if isinstance(value, list | tuple):
-        return (type(value).__name__, *map(_fingerprint, value))
-    if isinstance(value, dict):
-        return ("dict", *sorted((repr(k), _fingerprint(v)) for k, v in value.items()))
-    if not isinstance(value, type) and callable(getattr(value, "get_params", None)):
-        params = value.get_params(deep=False)
-        return (type(value).__qualname__,
-                *sorted((k, _fingerprint(v)) for k, v in params.items()))
-    return repr(value)
-
-
-def fitted_settings(est):
-    """Fingerprints of the parameters that define the fitted objective.
-
-    Those named by the class attribute ``_objective_params`` when set, else
-    every validated parameter (``_parameter_constraints``) and ``module`` /
-    ``forget_params`` where they exist; never :data:`FREE_PARAMS`.
-    """
-    from .attacks import resolve_attack
-
-    params = est.get_params(deep=False)
-    names = getattr(est, "_objective_params", None)
-    if names is None:
-        names = set(getattr(est, "_parameter_constraints", {})) | {"module", "forget_params"}
-    out = {}
-    for name in sorted(set(names) - FREE_PARAMS):
-        if name not in params:
-            continue
-        value = params[name]
-        if name == "attack":
-            try:
-                value = resolve_attack(value)
-            except (TypeError, ValueError):
-                pass
-        out[name] = _fingerprint(value)
-    return out
+FREE_PARAMS = _FREE_PARAMS
 
 
 def reset_forgetting(est, n_train):
@@ -236,136 +88,6 @@ def reset_forgetting(est, n_train):
     if getattr(est, "_keep_fit_params", False):
         est._fit_params = {k: clone(v, safe=False)
                            for k, v in est.get_params(deep=False).items()}
-
-
-# ---- requests ------------------------------------------------------------------------
-def _shown(values, n=5):
-    values = list(values)
-    text = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:n])
-    return f"[{text}{', ...' if len(values) > n else ''}]"
-
-
-_BAD_TYPE = "indices must be integers or a boolean mask"
-
-
-def _as_positions(indices, n_train):
-    """The request as an array of Python-int-safe positions (object or int64), or raise."""
-    if indices is None:
-        raise TypeError(f"{_BAD_TYPE}, got None.")
-    if isinstance(indices, str | bytes):
-        raise TypeError(f"{_BAD_TYPE}, got the string {indices!r}; to forget rows by their "
-                        "pandas index label pass by='label'.")
-    if isinstance(indices, bool | np.bool_):
-        raise TypeError(f"{_BAD_TYPE}, got the single boolean {bool(indices)}; a boolean mask "
-                        f"has one entry per training row ({n_train}).")
-    if isinstance(indices, numbers.Integral):
-        return np.array([int(indices)], dtype=object)
-    if isinstance(indices, numbers.Real):
-        raise TypeError(f"{_BAD_TYPE}, got the float {indices!r}; positions are integers.")
-    if isinstance(indices, set | frozenset | dict):
-        raise TypeError(f"{_BAD_TYPE}, got a {type(indices).__name__} (unordered); pass a "
-                        "list or an array.")
-    try:
-        arr = np.asarray(indices)
-    except (ValueError, TypeError) as exc:  # ragged nested lists
-        raise ValueError(f"indices must be 1-D, got an irregular nested sequence ({exc}).") \
-            from None
-    if isinstance(indices, list | tuple) and arr.ndim == 1:
-        # NumPy turns [1, 'a'] into strings and [True, 2] into integers: keep the items
-        flags = [isinstance(v, bool | np.bool_) for v in indices]
-        if (arr.dtype.kind in "US" and not all(isinstance(v, str | bytes) for v in indices)) \
-                or (any(flags) and not all(flags)):
-            arr = np.empty(len(indices), dtype=object)
-            arr[:] = list(indices)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise ValueError(f"indices must be 1-D, got shape {arr.shape}.")
-    kind = arr.dtype.kind
-    if kind == "b":
-        if arr.shape[0] != n_train:
-            raise ValueError(
-                f"a boolean mask must have one entry per training row ({n_train}), "
-                f"got shape {arr.shape}."
-            )
-        return np.flatnonzero(arr).astype(object)
-    if kind in "iu":
-        return arr.astype(object)  # Python ints: no wrap-around of uint64 or overflow
-    if arr.size == 0:
-        return arr.astype(object)
-    if kind == "f":
-        bad = [v for v in arr.tolist() if not (np.isfinite(v) and float(v).is_integer())]
-        what = f"non-integer values {_shown(bad)}" if bad else f"floats {_shown(arr.tolist())}"
-        raise TypeError(f"{_BAD_TYPE}, got {what} (dtype {arr.dtype}); positions are integers "
-                        "(convert with np.asarray(indices, dtype=int) if they are whole).")
-    if kind in "US":
-        raise TypeError(f"{_BAD_TYPE}, got strings {_shown(arr.tolist())}; to forget rows by "
-                        "their pandas index label pass by='label'.")
-    if kind == "O":
-        items = arr.tolist()
-        kinds = {"bool" if isinstance(v, bool | np.bool_) else
-                 "int" if isinstance(v, numbers.Integral) else type(v).__name__ for v in items}
-        if kinds == {"int"}:
-            return np.array([int(v) for v in items], dtype=object)
-        if kinds == {"bool"}:
-            return _as_positions(np.array(items, dtype=bool), n_train)
-        if "bool" in kinds and "int" in kinds and len(kinds) == 2:
-            raise TypeError(f"{_BAD_TYPE}, got a list that mixes booleans and integers; pass "
-                            "either positions or a boolean mask.")
-        odd = [v for v in items if isinstance(v, bool | np.bool_)
-               or not isinstance(v, numbers.Integral)]
-        raise TypeError(f"{_BAD_TYPE}, got {_shown(odd)} of type "
-                        f"{sorted(kinds - {'int'})}; positions are integers"
-                        + (" (to forget by pandas index label pass by='label')."
-                           if any(isinstance(v, str) for v in odd) else "."))
-    raise TypeError(f"{_BAD_TYPE}, got dtype {arr.dtype}.")
-
-
-def validate_indices(indices, n_train, forgotten):
-    """Turn a forget request into an array of row positions, or raise.
-
-    Accepts integers of any type and size (Python, NumPy signed or unsigned),
-    1-D integer array-likes and boolean masks of length ``n_train``. Rejects
-    empty requests, non-integer values (floats, strings, ``None``, mixed lists;
-    each named in the message), negative and out-of-range positions,
-    duplicates, and rows already forgotten. The order is kept.
-    """
-    pos = _as_positions(indices, n_train)
-    if pos.size == 0:
-        raise ValueError("the forget request is empty.")
-    negative = [v for v in pos.tolist() if v < 0]
-    if negative:
-        raise IndexError(
-            f"indices out of range for {n_train} training rows: negative positions "
-            f"{_shown(negative)} (positions count from 0; counting from the end is not "
-            "accepted)."
-        )
-    large = [v for v in pos.tolist() if v >= n_train]
-    if large:
-        raise IndexError(f"indices out of range for {n_train} training rows (0 to "
-                         f"{n_train - 1}): {_shown(large)}.")
-    rows = pos.astype(np.int64)
-    uniq, counts = np.unique(rows, return_counts=True)
-    if np.any(counts > 1):
-        raise ValueError(f"duplicate indices in the request: {uniq[counts > 1][:5].tolist()}.")
-    again = np.intersect1d(uniq, forgotten)
-    if again.size:
-        raise ValueError(f"rows already forgotten: {again[:5].tolist()}.")
-    return rows
-
-
-def rows_and_kept(indices, n_train, forgotten):
-    """Validate a request; returns ``(rows, kept)``, the mask of rows kept after it.
-
-    Raises when the request would forget every remaining row.
-    """
-    rows = validate_indices(indices, n_train, forgotten)
-    kept = np.ones(n_train, dtype=bool)
-    kept[forgotten] = False
-    kept[rows] = False
-    if not kept.any():
-        raise ValueError("the request would forget every remaining training row.")
-    return rows, kept
 
 
 def prepare_states(template, objectives, thetas, rows):
@@ -495,52 +217,14 @@ class ForgetMixin:
         return kept
 
     # ---- labels ---------------------------------------------------------------------
+    # ---- labels ---------------------------------------------------------------------
     def _positions(self, indices, by):
         """Positions of a request given by position (unchanged) or by index label."""
-        if isinstance(by, str) and by == "position":
-            return indices
-        if not (isinstance(by, str) and by == "label"):
-            raise ValueError(f"by must be 'position' or 'label', got {by!r}.")
+        return label_positions(indices, by, self._fitted_index)
+
+    def _fitted_index(self):
         check_is_fitted(self)
-        index = getattr(self, "_train_index", None)
-        if index is None:
-            raise ValueError(
-                "forget(..., by='label') needs the estimator to be fitted on a pandas "
-                "DataFrame or Series, whose index gives the labels; this one was fitted "
-                "without an index: pass positions (by='position')."
-            )
-        if isinstance(indices, str | bytes) or not np.iterable(indices):
-            indices = [indices]
-        labels = list(indices)
-        if not labels:
-            raise ValueError("the forget request is empty.")
-        where = {}
-        for pos in np.flatnonzero(self._kept_mask()):
-            where.setdefault(index[pos], []).append(int(pos))
-        rows, unknown, ambiguous, seen = [], [], [], set()
-        for label in labels:
-            try:
-                hits = where.get(label)
-            except TypeError:
-                raise TypeError(f"labels must be hashable, got {label!r}.") from None
-            if label in seen:
-                raise ValueError(f"duplicate labels in the request: [{label!r}].")
-            seen.add(label)
-            if hits is None:
-                unknown.append(label)
-            elif len(hits) > 1:
-                ambiguous.append(label)
-            else:
-                rows.append(hits[0])
-        if unknown:
-            raise KeyError(
-                f"labels not among the remaining training rows (unknown or already "
-                f"forgotten): {[*unknown[:5]]}{' ...' if len(unknown) > 5 else ''}."
-            )
-        if ambiguous:
-            raise ValueError(f"labels name several training rows (the index is not unique): "
-                             f"{[*ambiguous[:5]]}; forget by position instead.")
-        return np.asarray(rows, dtype=np.int64)
+        return getattr(self, "_train_index", None), self._kept_mask()
 
     def _purge_index(self, rows):
         """Drop the labels of forgotten rows from the stored training index."""

@@ -2,68 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
-import numbers
 
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.utils._param_validation import (
-    Interval,
-    Options,
-    StrOptions,
-    validate_parameter_constraints,
-)
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
-from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import unpack_data
-from skorch.utils import data_from_dataset, to_numpy, to_tensor
-from torch.utils.data import Dataset as TorchDataset
+from skorch.utils import to_numpy, to_tensor
 
 from .._forgetting import ForgetMixin, atomic_fit, reset_forgetting
-from .._warnings import warn
-from ..attacks import _Attack, resolve_attack
-from ..forgetters import Forgetter, ForgetWarning, MUter
-from ._attacks import TorchThreat, perturb
-from ._objective import NetObjective
+from ..attacks import resolve_attack
+from ._attacks import TorchThreat
+from ._inputs import (
+    check_device_available,
+    check_inference_X,
+    check_inside,
+    check_X,
+    check_X_y,
+    float_dtype,
+    from_dataset,
+    torch_device,
+    training_loop,
+)
 from ._params import flat_values, resolve_names, write_flat
-from ._refit import refit_head
+from ._refit import net_objective
+from ._robust import penalty, perturb_batch, robust_accuracy
+from ._settings import PARAMETER_CONSTRAINTS, check_settings, paper_muter, seeded, warn_unforgotten
 
 __all__ = ["AdversarialNet", "paper_muter"]
-
-#: gradient tolerance (mean objective) of the exact refit: the polish and :meth:`retrain`
-_REFIT_TOL = 1e-9
-
-#: numpy dtype of the inputs for a module of each torch float dtype (others: float32)
-_NUMPY_FLOATS = {torch.float16: np.float16, torch.float32: np.float32,
-                 torch.float64: np.float64}
-
-
-class _NoBool(Interval):
-    """An :class:`Interval` that refuses booleans (``True`` is no count or penalty)."""
-
-    def is_satisfied_by(self, val):
-        return not isinstance(val, bool) and super().is_satisfied_by(val)
-
-
-def paper_muter(neumann_order=100, cg_iter=10, damping=1e-4):
-    """The MUter paper's forgetter for networks (replication only).
-
-    ``MUter(total_hessian='paper')`` with the paper's network settings: a
-    Neumann series of order 100 for ``(d_delta delta l)^-1``, ``cg_iter``
-    conjugate-gradient iterations and damping ``1e-4`` (per row).
-
-    Examples
-    --------
-    >>> from skmuter.nn import paper_muter
-    >>> paper_muter(neumann_order=5).neumann_order
-    5
-    """
-    return MUter(total_hessian="paper", neumann_order=neumann_order, cg_iter=cg_iter,
-                 damping=damping)
 
 
 class AdversarialNet(ForgetMixin, NeuralNetClassifier):
@@ -234,174 +202,17 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             self.attack = attack.set_params(**nested)
         return self
 
-    # ---- validation --------------------------------------------------------------
-    _parameter_constraints: dict = {  # noqa: RUF012 (scikit-learn's convention)
-        "attack": [StrOptions({"pgd", "fgsm"}), _Attack],
-        "alpha": [_NoBool(numbers.Real, 0, np.inf, closed="left")],
-        "train_params": [StrOptions({"all", "forget"})],
-        "forgetter": [str, Forgetter],
-        "polish": ["boolean"],
-        "polish_max_iter": [_NoBool(numbers.Integral, 1, None, closed="left")],
-        "max_dense_params": [Interval(numbers.Integral, 0, None, closed="left")],
-        "random_state": [_NoBool(numbers.Integral, None, None, closed="neither"), None],
-        # the module returns logits: only the cross-entropy on logits is supported
-        "criterion": [Options(type, {torch.nn.CrossEntropyLoss})],
-    }
-
-    def _check_settings(self):
-        """Validate the parameters (scikit-learn's constraints); the attack to train with."""
-        validate_parameter_constraints(
-            self._parameter_constraints,
-            {name: getattr(self, name) for name in self._parameter_constraints},
-            caller_name=type(self).__name__,
-        )
-        self._check_device_available()
-        return clone(resolve_attack(self.attack))
-
-    def _check_device_available(self):
-        """Raise a clear ``ValueError`` when ``device`` names a backend this machine lacks."""
-        if self.device is None:  # skorch: leave the module where it is
-            return
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device={self.device!r} is not a torch device ('cpu', 'cuda', "
-                             "'cuda:0', ...).") from exc
-        available = ["'cpu'"]
-        if torch.cuda.is_available():
-            available.append("'cuda'")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            available.append("'mps'")
-        hint = f"pass device={' or '.join(available)}"
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                build = "has no CUDA support" if torch.version.cuda is None else \
-                    "finds no CUDA driver or GPU"
-                raise ValueError(f"device={self.device!r} was requested but CUDA is not "
-                                 f"available (this torch build {build}): {hint}.")
-            count = torch.cuda.device_count()
-            if device.index is not None and device.index >= count:
-                raise ValueError(f"device={self.device!r} was requested but there "
-                                 f"{'is' if count == 1 else 'are'} only {count} CUDA "
-                                 f"device{'' if count == 1 else 's'} (cuda:0 to "
-                                 f"cuda:{count - 1}).")
-        elif device.type == "mps" and "'mps'" not in available:
-            raise ValueError(f"device={self.device!r} was requested but MPS is not "
-                             f"available: {hint}.")
-
-    def _torch_device(self):
-        """The device data go to: ``device``, or the module's own when ``device=None``."""
-        if self.device is not None:
-            return torch.device(self.device)
-        module = getattr(self, "module_", None)
-        if isinstance(module, torch.nn.Module):
-            for p in module.parameters():
-                return p.device
-        return torch.device("cpu")
-
-    def _float_dtype(self):
-        """The numpy float dtype of the module's parameters (float32 before initialisation)."""
-        module = getattr(self, "module_", None)
-        if isinstance(module, torch.nn.Module):
-            for p in module.parameters():
-                if p.is_floating_point():
-                    return np.dtype(_NUMPY_FLOATS.get(p.dtype, np.float32))
-        return np.dtype(np.float32)
-
-    def _check_X(self, X, reset):
-        """Validate an array ``X``: numeric, finite, at least 2-D, rows of the fitted shape.
-
-        Cast to the module's float dtype. The messages are scikit-learn's
-        (``check_array`` / ``validate_data``), as for the linear models.
-        """
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu()
-            X = to_numpy(X.float() if X.dtype == torch.bfloat16 else X)
-        original = X
-        X = check_array(X, dtype=self._float_dtype(), allow_nd=True, input_name="X",
-                        estimator=self)
-        if not X.flags.writeable:  # a read-only view (pandas, a memory map): torch warns
-            X = X.copy()
-        if reset:
-            self._input_shape = X.shape[1:]
-        else:
-            shape = getattr(self, "_input_shape", None)
-            if shape is None and getattr(self, "_train_X", None) is not None:
-                shape = self._train_X.shape[1:]
-            if shape is not None and tuple(X.shape[1:]) != tuple(shape):
-                if X.ndim == 2 and len(shape) == 1:
-                    raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
-                                     f"is expecting {shape[0]} features as input.")
-                raise ValueError(f"X has rows of shape {tuple(X.shape[1:])}, but "
-                                 f"{type(self).__name__} was fitted on rows of shape "
-                                 f"{tuple(shape)}.")
-        # feature names and n_features_in_, as every scikit-learn estimator
-        validate_data(self, original, reset=reset, skip_check_array=True)
-        return X
-
-    @staticmethod
-    def _from_dataset(X, y, caller):
-        """``(X, y)`` from a skorch ``Dataset`` (or a ``Subset`` of one); arrays unchanged."""
-        if not isinstance(X, TorchDataset):
-            return X, y
-        try:
-            Xd, yd = data_from_dataset(X)
-        except AttributeError:
-            raise TypeError(
-                f"{caller} needs arrays or a skorch Dataset (or a Subset of one) holding "
-                f"arrays, got {type(X).__name__}."
-            ) from None
-        if isinstance(Xd, dict):
-            raise TypeError(f"{caller} needs a single input array, got a Dataset of a dict.")
-        return Xd, yd if y is None else y
-
-    def _check_inference_X(self, X):
-        """Inputs of the inference methods: arrays are validated; datasets pass through.
-
-        A torch ``Dataset`` is what skorch hands to callbacks (``EpochScoring``)
-        and validation splits (``ValidSplit``); a skorch ``Dataset`` of an
-        array has that array validated.
-        """
-        if getattr(self, "_loop_n_classes", None) is None:
-            check_is_fitted(self, "n_train_")
-        elif isinstance(X, (TorchDataset, torch.Tensor)):
-            return X  # the loop's own datasets and batches, made of the validated X
-        if isinstance(X, SkorchDataset) and isinstance(X.X, (np.ndarray, torch.Tensor)):
-            Xv = self._check_X(X.X, reset=False)
-            return X if Xv is X.X else SkorchDataset(Xv, X.y)
-        if isinstance(X, TorchDataset):
-            return X
-        return self._check_X(X, reset=False)
-
-    def _validate_data(self, X, y, reset):
-        X = self._check_X(X, reset)
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"y must be 1-D with one entry per row of X ({X.shape[0]}), got shape {y.shape}."
-            )
-        if reset:
-            classes = np.unique(y)
-            if len(classes) < 2:
-                raise ValueError("the training data needs samples of at least 2 classes.")
-            if self.classes is not None:
-                # skorch's ``classes``: the labels in the order of the module's outputs
-                given = np.asarray(self.classes)
-                if given.ndim != 1 or len(np.unique(given)) != len(given) or \
-                        not np.array_equal(np.sort(given), classes):
-                    raise ValueError(
-                        f"classes={self.classes!r} must list each label of y once (in the "
-                        f"order of the module's outputs); y has the labels {classes.tolist()}. "
-                        "Leave classes=None to take them from y.")
-                classes = given
-        else:
-            classes = np.asarray(self.classes_)
-        order = np.argsort(classes, kind="stable")
-        pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
-        if np.any(classes[order][pos] != y):
-            raise ValueError("y has labels not seen in fit.")
-        return X, order[pos].astype(np.int64), classes
+    # ---- validation and inputs (``_settings``, ``_inputs``) ------------------------
+    _parameter_constraints: dict = PARAMETER_CONSTRAINTS  # scikit-learn's convention
+    _check_settings = check_settings
+    _check_device_available = check_device_available
+    _torch_device = torch_device
+    _float_dtype = float_dtype
+    _check_X = check_X
+    _from_dataset = staticmethod(from_dataset)
+    _check_inference_X = check_inference_X
+    _validate_data = check_X_y
+    _check_inside = staticmethod(check_inside)
 
     @property
     def classes_(self):
@@ -411,27 +222,10 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             return np.arange(n)
         return NeuralNetClassifier.classes_.fget(self)
 
-    @contextlib.contextmanager
-    def _training_loop(self, classes):
-        """skorch's loop sees the targets as class indices: so do its callbacks."""
-        self._loop_n_classes = len(classes)
-        try:
-            yield
-        finally:
-            del self._loop_n_classes
+    _training_loop = training_loop
 
-    # ---- random state --------------------------------------------------------------
-    def _seeded(self):
-        if self.random_state is None:
-            return contextlib.nullcontext()
-        devices = []
-        if self.device is not None and str(self.device).startswith("cuda") \
-                and torch.cuda.is_available():
-            devices = [torch.device(self.device).index or 0]
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.random.fork_rng(devices=devices))
-        torch.manual_seed(int(self.random_state))
-        return stack
+    # ---- random state (``_settings``) ----------------------------------------------
+    _seeded = seeded
 
     # ---- initialisation ------------------------------------------------------------
     def initialize(self):
@@ -461,29 +255,9 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             return
         yield from super().get_all_learnable_params()
 
-    # ---- training step -------------------------------------------------------------
-    def _penalty(self):
-        if self.alpha == 0:
-            return 0.0
-        params = dict(self.module_.named_parameters())
-        return 0.5 * self.alpha * sum((params[n] ** 2).sum() for n in self.forget_names_)
-
-    def _perturb_batch(self, Xi, yi):
-        """Worst case of a batch for the current module (evaluation mode)."""
-        threat = self._threat
-        if threat.epsilon == 0:
-            return Xi
-        self.module_.eval()
-
-        def input_grad(xa):
-            xa = xa.detach().requires_grad_(True)
-            with torch.enable_grad():
-                loss = torch.nn.functional.cross_entropy(self.module_(xa), yi, reduction="sum")
-                return torch.autograd.grad(loss, xa)[0]
-
-        noise = torch.rand(Xi.shape, dtype=Xi.dtype, device=Xi.device) \
-            if threat.random_start else None
-        return perturb(threat, Xi, input_grad, noise)
+    # ---- training step (``_robust``) -----------------------------------------------
+    _penalty = penalty
+    _perturb_batch = perturb_batch
 
     def train_step_single(self, batch, **fit_params):
         """Adversarial training step: the loss at the batch's worst case.
@@ -570,11 +344,6 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             super().partial_fit(X, codes, **fit_params)
         return self._finish_training(X, codes, classes_)
 
-    @staticmethod
-    def _check_inside(attack, X):
-        threat = TorchThreat(attack, X.shape[1:])
-        threat.check_inside(torch.as_tensor(X[: min(len(X), 100_000)], dtype=torch.float32))
-
     def _start_training(self, attack, X):
         self.attack_ = attack
         self._threat = TorchThreat(attack, X.shape[1:], device=self._torch_device(),
@@ -601,16 +370,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     # ---- the objective ------------------------------------------------------------
     def _objective(self):
         if getattr(self, "_objective_", None) is None:
-            threat = TorchThreat(self.attack_, self._train_X.shape[1:],
-                                 device=self._torch_device(), dtype=torch.float64)
-            self._objective_ = NetObjective(
-                self.module_, self.forget_names_, self._train_X, self._train_y, threat,
-                self.alpha, seed=0 if self.random_state is None else int(self.random_state),
-                theta_init=self._theta_init, device=self._torch_device(),
-                dense_max=self.max_dense_params,
-                refitter=functools.partial(refit_head, tol=_REFIT_TOL,
-                                           max_iter=self.polish_max_iter),
-            )
+            self._objective_ = net_objective(self)
         return self._objective_
 
     def training_objective(self):
@@ -720,32 +480,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             y = to_numpy(y)
         X, codes, _ = self._validate_data(X, y, reset=False)
         attack = self.attack_ if attack is None else clone(resolve_attack(attack))
-        device = self._torch_device()
-        threat = TorchThreat(attack, X.shape[1:], device=device,
-                             dtype=torch.from_numpy(X[:0]).dtype)
-        threat.check_inside(torch.as_tensor(X, device=device))
-        seed = attack.random_state if isinstance(attack.random_state, numbers.Integral) else (
-            self.random_state or 0)
-        gen = torch.Generator().manual_seed(int(seed))
-        self.module_.eval()
-        correct = 0
-        for start in range(0, len(X), 512):
-            xb = torch.as_tensor(X[start:start + 512], device=device)
-            yb = torch.as_tensor(codes[start:start + 512], device=device)
-
-            def input_grad(xa, yb=yb):
-                xa = xa.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    loss = torch.nn.functional.cross_entropy(self.module_(xa), yb,
-                                                             reduction="sum")
-                    return torch.autograd.grad(loss, xa)[0]
-
-            noise = torch.rand(xb.shape, generator=gen).to(device=device, dtype=xb.dtype) \
-                if threat.random_start else None
-            xa = perturb(threat, xb, input_grad, noise)
-            with torch.no_grad():
-                correct += int((self.module_(xa).argmax(dim=1) == yb).sum())
-        return correct / len(X)
+        return robust_accuracy(self, X, codes, attack)
 
     # ---- forgetting hooks ------------------------------------------------------------
     def _forget_objectives(self):
@@ -770,24 +505,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         self._warn_unforgotten()
         return rows
 
-    def _warn_unforgotten(self):
-        if self.train_params == "forget":
-            return
-        left = [n for n, p in self.module_.named_parameters()
-                if p.requires_grad and n not in set(self.forget_names_)]
-        stats = [n for n, m in self.module_.named_modules()
-                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                 and m.track_running_stats]
-        if left or stats:
-            what = f"parameters {left[:4]}{'...' if len(left) > 4 else ''}" if left else \
-                f"batch-norm statistics of {stats[:4]}"
-            warn(
-                f"{what} were trained on the rows being forgotten but are not updated by "
-                "forgetting, so information about the rows remains in them. Train only the "
-                "forgotten parameters on a body pre-trained on other data "
-                "(train_params='forget'), or forget every parameter (forget_params='all').",
-                ForgetWarning,
-            )
+    _warn_unforgotten = warn_unforgotten
 
     def _purge(self, rows):
         self._train_X[rows] = 0.0

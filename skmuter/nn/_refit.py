@@ -3,11 +3,13 @@
 :func:`refit_head` minimises the robust objective of a
 :class:`~skmuter.nn.NetObjective` over some rows with L-BFGS, everything but
 ``theta`` frozen. :class:`~skmuter.nn.AdversarialNet` binds it, with its
-settings, as the objective's ``refitter``; the objective itself holds no
-solver settings.
+settings, as the objective's ``refitter`` (:func:`net_objective`); the
+objective itself holds no solver settings.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -15,9 +17,14 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from .._warnings import warn
+from ._attacks import TorchThreat
+from ._objective import NetObjective
 from ._points import row_chunks
 
-__all__ = ["refit_head"]
+__all__ = ["net_objective", "refit_head"]
+
+#: gradient tolerance (mean objective) of the exact refit: the polish and ``retrain``
+_REFIT_TOL = 1e-9
 
 
 def refit_head(objective, rows, theta0=None, *, tol, max_iter):
@@ -117,3 +124,21 @@ def refit_head(objective, rows, theta0=None, *, tol, max_iter):
                  f"{obj.threat.gamma} is probably below the curvature of the loss in "
                  "the input (raise gamma or n_steps).", ConvergenceWarning)
     return res.x
+
+
+def net_objective(net):
+    """The :class:`~skmuter.nn.NetObjective` of a fitted ``AdversarialNet``.
+
+    On its stored training rows, with :func:`refit_head` bound (the net's
+    ``polish_max_iter``) as the refitter.
+    """
+    threat = TorchThreat(net.attack_, net._train_X.shape[1:],
+                         device=net._torch_device(), dtype=torch.float64)
+    return NetObjective(
+        net.module_, net.forget_names_, net._train_X, net._train_y, threat,
+        net.alpha, seed=0 if net.random_state is None else int(net.random_state),
+        theta_init=net._theta_init, device=net._torch_device(),
+        dense_max=net.max_dense_params,
+        refitter=functools.partial(refit_head, tol=_REFIT_TOL,
+                                   max_iter=net.polish_max_iter),
+    )
