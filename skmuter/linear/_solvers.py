@@ -44,6 +44,14 @@ def _maybe_sparse(X):
     return X
 
 
+def _mean_loss(loss, z, y, sw, m, alpha, w):
+    """Mean (weighted) loss plus the ridge term, and the scaled first derivatives."""
+    if sw is None:
+        return loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w), loss.d1(z, y) / m
+    return ((sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w),
+            sw * loss.d1(z, y) / m)
+
+
 def _linf_split_problem(obj, rows):
     """Value and gradient of the l_inf robust objective in ``v = (w+, w-, b)``."""
     X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
@@ -62,12 +70,7 @@ def _linf_split_problem(obj, rows):
         up, down = bound.linf_shifts(wp, wm)
         s = loss.direction(z, y, up, down)
         z = z + s * np.where(s > 0, up, down)
-        if sw is None:
-            f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
-            g1 = loss.d1(z, y) / m
-        else:
-            f = (sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w)
-            g1 = sw * loss.d1(z, y) / m
+        f, g1 = _mean_loss(loss, z, y, sw, m, alpha, w)
         xtg = X.T @ g1
         A, B = bound.linf_split_grads(g1, s)
         grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
@@ -101,12 +104,7 @@ def _smooth_problem(obj, rows):
             up, down = bound.shifts(w)
             s = loss.direction(z, y, up, down)
             z = z + s * np.where(s > 0, up, down)
-        if sw is None:
-            f = loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w)
-            g1 = loss.d1(z, y) / m
-        else:
-            f = (sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w)
-            g1 = sw * loss.d1(z, y) / m
+        f, g1 = _mean_loss(loss, z, y, sw, m, alpha, w)
         gw = (X.T @ g1 if is_sparse else g1 @ X) + alpha * w
         if bound is not None:
             gw += bound.deltaT_dot(w, s, g1)
