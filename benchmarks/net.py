@@ -1,6 +1,6 @@
 """Forgetting benchmark of AdversarialNet on real MNIST (last layer unlearned).
 
-Protocol (MUTER.md sections 4, 6, 7): a ReLU body is adversarially trained on
+Protocol (the paper's network setting: only the head is unlearned): a ReLU body is adversarially trained on
 MNIST rows that are *not* in the unlearning set and then frozen; the last layer
 is adversarially trained (l_inf PGD, clip [0, 1]) on the next ``--n-train``
 rows and polished to the optimum. Random removal sets of 1 row, 5 rows and 1%

@@ -320,7 +320,8 @@ def test_forgetting_against_an_independent_retrain(digits):
 
 
 @pytest.mark.xfail(strict=True, reason="MUter's single step carries a weight across zero "
-                   "where the retrain pins it there; for the lead to decide")
+                   "where the retrain pins it there (a step that may change the sign "
+                   "pattern is still to come)")
 def test_muter_when_a_weight_must_become_zero():
     # Found by the property test's search (its space, unboxed l_inf, no intercept):
     # the retrain sets w_1 = 0; MUter moves it from -0.015 to +0.076, further from
