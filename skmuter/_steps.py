@@ -10,6 +10,7 @@ through (pass-through, forgetting, or neither), their forgetting versions
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -116,17 +117,24 @@ def _sub_forgetters(step):
     return [p for p in parts if not _is_passthrough(p) and callable(getattr(p, "forget", None))]
 
 
-def _forget_all(parts, rows):
-    """``forget(rows)`` in every part; all of them or none (restored on error)."""
+@contextlib.contextmanager
+def _all_or_none(parts):
+    """Restore every part's state if the block raises."""
     saved = copy.deepcopy([p.__dict__ for p in parts])
     try:
-        for p in parts:
-            p.forget(rows)
+        yield
     except BaseException:
         for p, state in zip(parts, saved):
             p.__dict__.clear()
             p.__dict__.update(state)
         raise
+
+
+def _forget_all(parts, rows):
+    """``forget(rows)`` in every part; all of them or none (restored on error)."""
+    with _all_or_none(parts):
+        for p in parts:
+            p.forget(rows)
 
 
 def _copy_rows(X):
@@ -267,8 +275,7 @@ class ForgettingColumnTransformer(ColumnTransformer):
         check_is_fitted(self)
         rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
         parts = _sub_forgetters(self)
-        saved = copy.deepcopy([p.__dict__ for p in parts])
-        try:
+        with _all_or_none(parts):
             inputs = _take_rows(self._X, kept)
             for name, trans, _ in self.transformers_:
                 if trans not in parts:
@@ -278,11 +285,6 @@ class ForgettingColumnTransformer(ColumnTransformer):
                     trans._forget_rows(rows, _safe_indexing(inputs, cols, axis=1))
                 else:
                     trans.forget(rows)
-        except BaseException:
-            for p, state in zip(parts, saved):
-                p.__dict__.clear()
-                p.__dict__.update(state)
-            raise
         self._X = _purge_rows(self._X, rows)
         self.forgotten_ = np.sort(np.concatenate([self.forgotten_, rows]))
         return self
