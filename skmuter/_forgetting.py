@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from ._requests import (  # noqa: F401 - re-exported
@@ -211,6 +212,10 @@ class ForgetMixin:
         with estimator_lock(self):
             return self._validate_request(self._positions(indices, by))
 
+    def _forget_tolerance(self):
+        """The target optimality residual of every request (None: no check)."""
+        return getattr(self, "forget_tol", None)
+
     def _kept_mask(self):
         kept = np.ones(self.n_train_, dtype=bool)
         kept[self.forgotten_] = False
@@ -271,38 +276,72 @@ class ForgetMixin:
         objectives = self._forget_objectives()
         precompute = 0.0
         if self._forgetter_states is None or not _same_params(self.forgetter_, template):
-            if self.forgotten_.size:
+            if self.forgotten_.size and not template.rebases:
                 raise ValueError(
-                    "the forgetter was changed after rows were forgotten; a forgetter is "
-                    "linearised at the fitted model, so refit before switching."
+                    f"the forgetter {template!r} is linearised at the fitted model and rows "
+                    "were already forgotten: refit before switching to it."
                 )
             t0 = time.perf_counter()
             states = prepare_states(template, objectives, thetas, np.flatnonzero(kept))
             precompute = time.perf_counter() - t0
         else:
             states = copy.deepcopy(self._forgetter_states)
+        tol = self._forget_tolerance()
         records = []
         for req in requests:
             kept[req] = False
             remaining = np.flatnonzero(kept)
             t0 = time.perf_counter()
-            solve = update = 0.0
-            new = []
-            for obj, state in zip(objectives, states):
+            solve = update = check = 0.0
+            new, residuals, bounds, steps = [], [], [], 0
+            for k, (obj, state) in enumerate(zip(objectives, states)):
                 theta, timing = state.forget(obj, req, remaining)
                 solve += timing["solve_time"]
                 update += timing["update_time"]
+                t1 = time.perf_counter()
+                if tol is not None:
+                    theta, residual, n_steps = obj.refine(
+                        theta, remaining, tol, start=thetas[k],
+                        memory=getattr(state, "memory_", None))
+                    residuals.append(residual)
+                    steps += n_steps
+                t2 = time.perf_counter()
+                check += t2 - t1
+                states[k] = state = state.rebase(obj, theta, remaining)
+                t3 = time.perf_counter()
+                update += t3 - t2
+                if tol is not None:
+                    bounds.append(obj.distance_bound(theta, remaining, residuals[-1],
+                                                     memory=getattr(state, "memory_", None)))
+                    check += time.perf_counter() - t3
                 new.append(theta)
             thetas = new
-            records.append({
+            record = {
                 "request": len(self.forget_log_) + len(records),
                 "n_removed": len(req),
                 "forgetter": template.label(),
                 "precompute_time": precompute if not records else 0.0,
                 "solve_time": solve,
                 "update_time": update,
-                "total_time": time.perf_counter() - t0,
-            })
+                "check_time": check,
+                "forget_tol": tol,
+                "checked": tol is not None,
+                "optimality_residual": max(residuals) if residuals else None,
+                "retrain_distance_bound": (float(np.sqrt(np.sum(np.square(bounds))))
+                                           if bounds else None),
+                "refine_steps": steps,
+            }
+            record["total_time"] = time.perf_counter() - t0 + record["precompute_time"]
+            records.append(record)
+            if tol is not None and record["optimality_residual"] > tol:
+                warn(
+                    f"forget request {record['request']} reached the optimality residual "
+                    f"{record['optimality_residual']:.3g} > forget_tol={tol:.3g} after "
+                    f"{steps} correction steps (distance to the exact retrain at most "
+                    f"about {record['retrain_distance_bound']:.3g}); raise forget_tol, or "
+                    "refit on remaining_training_data().",
+                    ConvergenceWarning,
+                )
         thetas, states, certificate = self._certify(thetas, states, np.flatnonzero(kept),
                                                     records, template)
         removed = np.concatenate(requests)
@@ -325,6 +364,11 @@ class ForgetMixin:
         self._forgetter_states = states
         self.forgetter_ = template
         self._set_thetas(thetas)
+        last = records[-1]
+        if last.get("certified_retrain"):
+            self.optimality_residual_ = float(last["certified_residual"])
+        elif last.get("optimality_residual") is not None:
+            self.optimality_residual_ = float(last["optimality_residual"])
         self._purge(removed)
         self._purge_index(removed)
         self.forgotten_ = np.sort(np.concatenate([self.forgotten_, removed]))

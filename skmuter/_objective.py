@@ -144,15 +144,21 @@ class BaseObjective:
         ``refitter(objective, rows, theta0) -> theta``: the exact solver with
         its settings bound (the objective holds no solver settings and imports
         no solver).
+    refiner : callable, optional
+        ``refiner(objective, theta, rows, tol, start=, max_steps=, memory=)``
+        with the signature and result of :meth:`refine`: the solver's
+        warm-started correction steps (None: :meth:`refine` only measures).
     linear_term : ndarray of shape (n_params,), optional
         Linear term of the objective (objective perturbation).
     """
 
     n_params: int
 
-    def __init__(self, alpha: float, refitter: Callable | None = None, linear_term=None):
+    def __init__(self, alpha: float, refitter: Callable | None = None, linear_term=None,
+                 refiner: Callable | None = None):
         self.alpha = float(alpha)
         self.refitter = refitter
+        self.refiner = refiner
         self.linear_term = None if linear_term is None else np.asarray(linear_term, np.float64)
 
     # ---- regulariser ---------------------------------------------------------
@@ -208,3 +214,49 @@ class BaseObjective:
         if self.refitter is None:
             raise RuntimeError(f"{type(self).__name__} was built without a solver to refit.")
         return self.refitter(self, np.asarray(rows), theta0)
+
+    # ---- verification of forgetting ----------------------------------------------
+    def refine(self, theta, rows, tol, *, start=None, max_steps=20, memory=None):
+        """Check ``theta`` on ``rows`` and correct it until the residual is <= ``tol``.
+
+        The verification step of every forget: the optimality residual
+        (:meth:`gradient_residual`) of the objective over the kept ``rows`` at
+        the forgetter's proposal ``theta`` and, when it is above ``tol``,
+        warm-started steps from there. ``start`` is the model before the
+        request (a step must never make the kept rows' objective worse than
+        it); ``memory`` the forgetter's curvature, a preconditioner where the
+        objective can use one. ``tol=None`` only measures.
+
+        Goes through the ``refiner`` the model bound; without one it only
+        measures. Subclasses may override it.
+
+        Returns
+        -------
+        theta : ndarray
+            The corrected parameters.
+        residual : float
+            The optimality residual at ``theta``.
+        n_steps : int
+            Correction steps taken.
+        """
+        if self.refiner is not None:
+            return self.refiner(self, theta, np.asarray(rows), tol, start=start,
+                                max_steps=max_steps, memory=memory)
+        return np.asarray(theta, dtype=np.float64), float(self.gradient_residual(theta, rows)), 0
+
+    def distance_bound(self, theta, rows, residual, memory=None) -> float:
+        """Upper estimate of ``||theta - theta_r||``, ``theta_r`` the exact
+        minimiser over ``rows``, from the optimality residual at ``theta``.
+
+        For a ``mu``-strongly convex objective every subgradient ``g`` at
+        ``theta`` satisfies ``||theta - theta_r|| <= ||g|| / mu`` (strong
+        monotonicity of the subdifferential: ``mu ||theta - theta_r||^2 <=
+        g . (theta - theta_r)``). This default takes ``mu = alpha`` (the ridge
+        term), a global bound when every coordinate is penalised; infinite
+        without a ridge term. ``memory`` is the forgetter's summed curvature
+        over the kept rows at ``theta`` where it has one (subclasses may use
+        it for a local estimate).
+        """
+        if self.alpha <= 0:
+            return float("inf")
+        return float(residual) / self.alpha

@@ -29,7 +29,7 @@ import numpy as np
 #: parameters that may change between ``fit`` and ``forget``: the forgetter
 #: (switched before the first request), the verbosity, and how a network's
 #: curvature is stored (dense or matrix-free: the same objective)
-FREE_PARAMS = frozenset({"forgetter", "verbose", "max_dense_params"})
+FREE_PARAMS = frozenset({"forgetter", "verbose", "max_dense_params", "forget_tol"})
 
 # One lock per estimator, outside its ``__dict__``: never pickled, copied or cloned
 # (a loaded or copied estimator gets its own on first use).

@@ -7,7 +7,7 @@ its short name:
 name                      object
 ========================  ===============================================
 ``'muter'``               ``MUter()``
-``'muter-paper'``         ``MUter(total_hessian='paper')``
+``'muter-paper'``         ``MUter(total_hessian='paper', linearization='fitted')``
 ``'newton'``              ``Newton()``
 ``'newton-delta'``        ``Newton(adversarial=True)``
 ``'influence'``           ``Influence()``
@@ -37,7 +37,7 @@ __all__ = [
 
 _FACTORIES = {
     "muter": lambda: MUter(),
-    "muter-paper": lambda: MUter(total_hessian="paper"),
+    "muter-paper": lambda: MUter(total_hessian="paper", linearization="fitted"),
     "newton": lambda: Newton(),
     "newton-delta": lambda: Newton(adversarial=True),
     "influence": lambda: Influence(),

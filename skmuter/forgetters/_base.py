@@ -11,6 +11,14 @@ objective as it is given and returns new parameters. Its life cycle:
 ``prepare(objective, theta, rows)``
     Once, before the first request (the paper's Stage I): build the memory
     at the fitted point ``theta`` over the training ``rows``.
+``rebase(objective, theta, rows)``
+    After each request, once the estimator has checked (and corrected) the
+    result: returns the state to use for the next request, based at the
+    published parameters ``theta`` over the kept ``rows`` (by default a fresh
+    :meth:`prepare` there), so that it holds nothing computed from the
+    forgotten rows and the next request corrects any earlier error. A
+    forgetter replicating the paper's Algorithm 1 (everything linearised at
+    the fitted point) returns itself unchanged (``rebases = False``).
 ``forget(objective, removed, remaining)``
     One request (Stage II and III): returns ``(theta_new, timings)`` where
     ``timings`` has ``'solve_time'`` and ``'update_time'`` in seconds, and
@@ -35,6 +43,13 @@ class Forgetter(BaseEstimator):
 
     def forget(self, objective, removed, remaining):  # pragma: no cover - interface
         raise NotImplementedError
+
+    #: whether :meth:`rebase` re-linearises at the published parameters
+    rebases = True
+
+    def rebase(self, objective, theta, rows):
+        """The state for the next request, based at ``theta`` over ``rows``."""
+        return self.prepare(objective, theta, rows) if self.rebases else self
 
     def label(self) -> str:
         """Name for logs and tables, e.g. ``'newton-delta'``."""

@@ -76,6 +76,10 @@ class _NewtonType(Forgetter):
         return self._paper() is None and bool(self.support)
 
     # ---- life cycle -------------------------------------------------------
+    @property
+    def rebases(self):
+        return getattr(self, "linearization", "published") == "published"
+
     def prepare(self, objective, theta, rows):
         self._validate_params()
         theta = np.asarray(theta, dtype=np.float64)
@@ -84,7 +88,6 @@ class _NewtonType(Forgetter):
             self.cols_ = np.flatnonzero(objective.free_mask(theta))
         else:
             self.cols_ = np.arange(objective.n_params)
-        self.grad_ = np.zeros(len(self.cols_))
         self.n_remaining_ = _n_rows(objective, rows)
         self.kinks_ = self.zeros_ = None
         if self._curvature_kind() == "total":
@@ -92,8 +95,20 @@ class _NewtonType(Forgetter):
             # tie) stay on it under the exact total Hessian.
             if isinstance(objective, KinkedRows):
                 self.kinks_ = objective.kink_model(self.theta0_, rows, self.cols_)
-            if isinstance(objective, PinnedZeros) and len(self.cols_) < objective.n_params:
+            if (not self.rebases and isinstance(objective, PinnedZeros)
+                    and len(self.cols_) < objective.n_params):
+                # Algorithm 1 keeps the zeros' one-sided derivatives at the
+                # fitted point; a rebased forgetter leaves support changes to
+                # the estimator's check (forget_tol), which sees them exactly.
                 self.zeros_ = Zeros.at(objective, theta, rows, self.cols_, self._ties_kw())
+        if self.rebases:
+            # minus the kept rows' summed gradient here (zero at an exact
+            # optimum): the next step also corrects what is left of it
+            g = self._gradient(objective, rows)
+            linear = objective.linear_term_on(self.cols_)
+            self.grad_ = -(g if linear is None else g + linear)
+        else:
+            self.grad_ = np.zeros(len(self.cols_))
         M = self._curvature(objective, rows)
         self.dense_ = isinstance(M, np.ndarray)
         self.memory_ = M if self.dense_ else None
@@ -206,6 +221,17 @@ class MUter(_NewtonType):
         CG iterations (``'paper'`` only).
     damping : float, default=0.0
         Added to the diagonal, per remaining row (in units of the mean objective).
+    linearization : {'published', 'fitted'}, default='published'
+        Where the step is linearised. ``'published'``: after every request
+        the state is rebuilt at the parameters just published, over the kept
+        rows (the memory, and the gradient there, which is not exactly zero),
+        so the next request corrects earlier error and nothing computed at a
+        point fitted on forgotten rows is kept. ``'fitted'``: the MUter
+        paper's Algorithm 1, everything linearised once at the fitted point:
+        the state keeps the fitted parameters ``theta0_`` and the summed
+        gradients of all removed rows there (so it still holds what the
+        forgotten rows taught the model), and its error grows with the
+        number of requests; for replication.
 
     Examples
     --------
@@ -228,15 +254,17 @@ class MUter(_NewtonType):
         "neumann_order": [Interval(Integral, 0, None, closed="left")],
         "cg_iter": [Interval(Integral, 0, None, closed="left")],
         "damping": _DAMPING,
+        "linearization": [StrOptions({"published", "fitted"})],
     }
 
     def __init__(self, total_hessian="exact", support="auto", neumann_order=3, cg_iter=10,
-                 damping=0.0):
+                 damping=0.0, linearization="published"):
         self.total_hessian = total_hessian
         self.support = support
         self.neumann_order = neumann_order
         self.cg_iter = cg_iter
         self.damping = damping
+        self.linearization = linearization
 
     def _paper(self):
         if self.total_hessian == "paper":
@@ -259,6 +287,8 @@ class Newton(_NewtonType):
         Restrict the step to the free coordinates (see :class:`MUter`).
     damping : float, default=0.0
         Added to the diagonal, per remaining row.
+    linearization : {'published', 'fitted'}, default='published'
+        See :class:`MUter`.
 
     Notes
     -----
@@ -272,12 +302,15 @@ class Newton(_NewtonType):
         "adversarial": ["boolean"],
         "support": ["boolean"],
         "damping": _DAMPING,
+        "linearization": [StrOptions({"published", "fitted"})],
     }
 
-    def __init__(self, adversarial=False, support=False, damping=0.0):
+    def __init__(self, adversarial=False, support=False, damping=0.0,
+                 linearization="published"):
         self.adversarial = adversarial
         self.support = support
         self.damping = damping
+        self.linearization = linearization
 
     def _points(self):
         return "adversarial" if self.adversarial else "clean"
@@ -298,6 +331,8 @@ class Influence(Newton):
         Restrict the step to the free coordinates.
     damping : float, default=0.0
         Added to the diagonal, per row.
+    linearization : {'published', 'fitted'}, default='published'
+        See :class:`MUter`.
     """
 
     name = "influence"
@@ -316,10 +351,14 @@ class Fisher(Newton):
     damping : float, default=1e-4
         Added to the diagonal, per remaining row; the Fisher matrix is rank
         deficient in directions no gradient spans.
+    linearization : {'published', 'fitted'}, default='published'
+        See :class:`MUter`.
     """
 
     name = "fisher"
     _kind = "fisher"
 
-    def __init__(self, adversarial=False, support=False, damping=1e-4):
-        super().__init__(adversarial=adversarial, support=support, damping=damping)
+    def __init__(self, adversarial=False, support=False, damping=1e-4,
+                 linearization="published"):
+        super().__init__(adversarial=adversarial, support=support, damping=damping,
+                         linearization=linearization)

@@ -22,7 +22,7 @@ from .._forgetting import FREE_PARAMS, ForgetMixin, atomic_fit, reset_forgetting
 from ..attacks import Penalized, _Attack, resolve_attack
 from ..forgetters import Forgetter, resolve_forgetter
 from ._objective import LinearObjective
-from ._solvers import newton_on_support, refit_exact, solve_exact, solve_sgd
+from ._solvers import newton_on_support, refine_exact, refit_exact, solve_exact, solve_sgd
 from ._worst_case import bind, check_inside
 
 # Newton steps of ``reexpress(polish="newton")`` (the convergence is quadratic).
@@ -55,6 +55,18 @@ def _check_sample_weight(sample_weight, n_samples):
     return sw
 
 
+def _share_passes(objectives):
+    """One cache of prepared passes for all the objectives of an estimator
+    (they share the inputs)."""
+    cache = {}
+    for obj in objectives:
+        obj.pass_cache = cache
+
+
+#: default target optimality residual of a forget request (``forget_tol``)
+DEFAULT_FORGET_TOL = 1e-9
+
+
 class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
     """Base class; see the public estimators for the parameters."""
 
@@ -72,6 +84,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "forgetter": [str, Forgetter],
+        "forget_tol": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -87,6 +100,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         learning_rate=0.01,
         batch_size=128,
         forgetter="muter",
+        forget_tol=DEFAULT_FORGET_TOL,
         random_state=None,
         verbose=0,
     ):
@@ -99,6 +113,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.forgetter = forgetter
+        self.forget_tol = forget_tol
         self.random_state = random_state
         self.verbose = verbose
 
@@ -242,9 +257,11 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         objectives = [
             LinearObjective(X, t, self._loss, threat, self.alpha, self.fit_intercept,
                             functools.partial(refit_exact, tol=self.tol, max_iter=self.max_iter),
-                            linear_term=noise, sample_weight=sample_weight)
+                            linear_term=noise, sample_weight=sample_weight,
+                            refiner=refine_exact)
             for t, noise in zip(targets, noises)
         ]
+        _share_passes(objectives)
         thetas, iters, residuals = [], [], []
         for k, obj in enumerate(objectives):
             if self.solver == "exact":
@@ -513,6 +530,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             sw[rows] = 0.0
         for obj in self._objectives:
             obj.y[rows] = 0.0
+        if self._objectives:
+            self._objectives[0].purge_rows(rows)  # the prepared passes are shared
 
     def _own_arrays(self):
         """Copy on write: replace read-only arrays by writeable copies.
@@ -591,6 +610,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                 light = copy.copy(obj)
                 light.X = None
                 light.sample_weight = None  # restored from ``_sample_weight``
+                light.pass_cache = {}  # derived from the inputs: rebuilt when needed
                 objectives.append(light)
             state = dict(state, _objectives=objectives)
         return state
@@ -602,6 +622,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         for obj in self.__dict__.get("_objectives", ()):
             obj.X = self._X
             obj.sample_weight = self.__dict__.get("_sample_weight")
+        _share_passes(self.__dict__.get("_objectives", ()))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -40,6 +40,17 @@ _PARAMS_DOC = """
         Minibatch size of ``'sgd'``.
     forgetter : str or forgetter object, default='muter'
         Unlearning method used by :meth:`forget` (see :mod:`skmuter.forgetters`).
+    forget_tol : float or None, default=1e-9
+        Target optimality residual of every forget request (the norm of the
+        minimal subgradient of the mean robust objective over the kept rows,
+        :func:`skmuter.metrics.gradient_residual`). After the forgetter's
+        step, one pass over the kept rows measures it; above ``forget_tol``,
+        warm-started Newton steps on the robust objective (which may move
+        weights into or out of the support) continue until it is met, else a
+        ``ConvergenceWarning`` says what was reached. Each record of
+        ``forget_log_`` holds the residual and a bound on the distance to the
+        exact retrain. ``None`` skips the check (raw speed: the step alone,
+        which keeps the sign pattern of an l_inf model); the log says so.
     random_state : int, RandomState instance or None, default=None
         Seed of ``'sgd'`` (shuffling and random starts) and of the noise of
         certified removal, where offered.
@@ -239,6 +250,7 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
         learning_rate=0.01,
         batch_size=128,
         forgetter="muter",
+        forget_tol=1e-9,
         random_state=None,
         verbose=0,
         certified=None,
@@ -246,7 +258,8 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
         super().__init__(
             attack=attack, alpha=alpha, fit_intercept=fit_intercept, solver=solver,
             max_iter=max_iter, tol=tol, learning_rate=learning_rate, batch_size=batch_size,
-            forgetter=forgetter, random_state=random_state, verbose=verbose,
+            forgetter=forgetter, forget_tol=forget_tol, random_state=random_state,
+            verbose=verbose,
         )
         self.certified = certified
 

@@ -33,8 +33,9 @@ from scipy import optimize, sparse
 from .._losses import get_loss
 from .._objective import BaseObjective, iter_chunks
 from ._kinks import KinkModel, Ties
-from ._kkt import l2_zero_subgradient, linf_subgradient
+from ._kkt import l2_zero_subgradient, linf_subgradient, subgradient_from_split
 from ._paper import paper_hessian
+from ._pass import RowPass, pass_data
 from ._worst_case import bind
 
 
@@ -67,6 +68,10 @@ class LinearObjective(BaseObjective):
         ``b . theta / m``. It enters the values, the solvers and the
         optimality residual, never the per-row gradients and curvatures that
         the forgetters take away.
+    refiner : callable, optional
+        The solver's warm-started correction steps (see
+        :func:`skmuter.linear._solvers.refine_exact`), used by
+        :meth:`~skmuter._objective.BaseObjective.refine`.
     sample_weight : ndarray of shape (n_samples,), optional
         Non-negative row weights (shared, not copied); None: every row weighs 1.
         Every sum over rows weighs row ``i`` by ``s_i`` (regulariser share
@@ -74,8 +79,8 @@ class LinearObjective(BaseObjective):
     """
 
     def __init__(self, X, y, loss, threat, alpha, fit_intercept, refitter=None,
-                 linear_term=None, sample_weight=None):
-        super().__init__(alpha, refitter=refitter, linear_term=linear_term)
+                 linear_term=None, sample_weight=None, refiner=None):
+        super().__init__(alpha, refitter=refitter, linear_term=linear_term, refiner=refiner)
         self.X = X
         self.y = np.asarray(y, dtype=np.float64)
         self.sample_weight = sample_weight
@@ -84,6 +89,9 @@ class LinearObjective(BaseObjective):
         self.fit_intercept = bool(fit_intercept)
         self.n_features = X.shape[1]
         self.n_params = self.n_features + int(self.fit_intercept)
+        #: prepared passes over the rows (:meth:`row_pass`), shared by the
+        #: objectives of one estimator; derived from X, never pickled
+        self.pass_cache = {}
         if linear_term is not None and self.loss.name != "logistic":
             # The squared loss's kinks (ties of its two worst cases) are solved
             # through gradients that do not carry a linear term.
@@ -112,6 +120,23 @@ class LinearObjective(BaseObjective):
         if isinstance(rows, slice):
             return X[rows, cols]
         return X[np.ix_(np.asarray(rows), cols)]
+
+    def row_pass(self):
+        """The prepared pass over all training rows
+        (:class:`~skmuter.linear._pass.RowPass`), built once and shared
+        through :attr:`pass_cache`."""
+        key = (id(self.X), id(self.threat))
+        rp = self.pass_cache.get(key)
+        if rp is None:
+            self.pass_cache.clear()
+            rp = self.pass_cache[key] = RowPass(self.X, self.threat)
+        return rp
+
+    def purge_rows(self, rows):
+        """Erase ``rows`` from the prepared passes (the inputs themselves are
+        the estimator's)."""
+        for rp in self.pass_cache.values():
+            rp.purge(rows)
 
     # ---- parameters --------------------------------------------------------
     def split(self, theta):
@@ -358,6 +383,29 @@ class LinearObjective(BaseObjective):
             out += self._augment(x, intercept).T @ g1
         return out + self.regulariser_grad(theta, self.weight_sum(rows), cols)
 
+    def distance_bound(self, theta, rows, residual, memory=None):
+        """Upper estimate of the distance from ``theta`` to the exact optimum over ``rows``.
+
+        ``residual / mu`` (see :meth:`skmuter._objective.BaseObjective.distance_bound`).
+        Without an intercept the mean objective is ``alpha``-strongly convex
+        (its loss part is convex): ``mu = alpha`` and the bound is rigorous.
+        The intercept is not penalised; with one, ``mu`` is the smallest
+        eigenvalue of the mean curvature ``memory / m`` on the free
+        coordinates (a local estimate, exact for the squared loss on a fixed
+        support), capped by ``alpha``.
+        """
+        if residual == 0:
+            return 0.0
+        mu = self.alpha if self.alpha > 0 else np.inf
+        if self.fit_intercept or self.alpha <= 0:
+            if memory is None or not isinstance(memory, np.ndarray) or memory.size == 0:
+                return float("inf")
+            lam = float(np.linalg.eigvalsh(memory)[0]) / self.weight_sum(rows)
+            mu = min(mu, lam)
+        if not mu > 0:
+            return float("inf")
+        return float(residual) / mu
+
     def gradient_residual(self, theta, rows):
         """Norm of the minimal subgradient of the mean objective over ``rows``.
 
@@ -373,6 +421,15 @@ class LinearObjective(BaseObjective):
         rows = np.asarray(rows)
         w, _ = self.split(theta)
         m = self.weight_sum(rows)
+        if ties is None and self.loss.name != "squared" and (
+                self.threat.epsilon == 0 or self.threat.norm == "inf" or np.any(w)):
+            # no ties: one prepared pass (see skmuter.linear._pass)
+            rp, y, weights, m = pass_data(self, rows)
+            if self.threat.norm == "inf" and self.threat.epsilon > 0:
+                d = self.n_features
+                v = np.concatenate([np.maximum(w, 0), np.maximum(-w, 0), theta[d:]])
+                return subgradient_from_split(rp.linf_split(self, y, weights, m)(v)[1], w, d)
+            return rp.smooth(self, y, weights, m)(np.asarray(theta, dtype=np.float64))[1]
         if ties is None:
             ties = self.find_ties(theta, rows)
         if not (self.threat.norm == "inf" and self.threat.epsilon > 0):

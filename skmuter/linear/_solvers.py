@@ -20,7 +20,7 @@ estimator), so that the objective never imports a solver.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg, optimize, sparse
+from scipy import linalg, optimize
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -28,93 +28,22 @@ from sklearn.utils import check_random_state
 from .._linalg import solve_dense
 from .._warnings import warn
 from ._kkt import subgradient_from_split
-from ._worst_case import bind
+from ._pass import pass_data
 
 DEFAULT_EXACT_MAX_ITER = 10_000
 DEFAULT_SGD_EPOCHS = 100
 
 
-def _maybe_sparse(X):
-    """A CSR copy of large, mostly-zero inputs (images), else ``X`` itself
-    (sparse inputs stay as they are)."""
-    if sparse.issparse(X):
-        return X
-    if X.size > 1_000_000 and np.count_nonzero(X) < 0.3 * X.size:
-        return sparse.csr_matrix(X)
-    return X
-
-
-def _mean_loss(loss, z, y, sw, m, alpha, w):
-    """Mean (weighted) loss plus the ridge term, and the scaled first derivatives."""
-    if sw is None:
-        return loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w), loss.d1(z, y) / m
-    return ((sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w),
-            sw * loss.d1(z, y) / m)
-
-
 def _linf_split_problem(obj, rows):
     """Value and gradient of the l_inf robust objective in ``v = (w+, w-, b)``."""
-    X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
-    y = obj.y[rows]
-    bound = bind(obj.threat, X, compress=not sparse.issparse(X) and X.size > 1_000_000)
-    X = _maybe_sparse(X)
-    loss, alpha, d, m = obj.loss, obj.alpha, obj.n_features, obj.weight_sum(rows)
-    linear_term = obj.linear_term
-    sw = obj._sw(rows)
-
-    def fun(v):
-        wp, wm = v[:d], v[d : 2 * d]
-        b = v[2 * d] if obj.fit_intercept else 0.0
-        w = wp - wm
-        z = X @ w + b
-        up, down = bound.linf_shifts(wp, wm)
-        s = loss.direction(z, y, up, down)
-        z = z + s * np.where(s > 0, up, down)
-        f, g1 = _mean_loss(loss, z, y, sw, m, alpha, w)
-        xtg = X.T @ g1
-        A, B = bound.linf_split_grads(g1, s)
-        grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
-        if obj.fit_intercept:
-            grad.append([g1.sum()])
-        grad = np.concatenate(grad)
-        if linear_term is not None:
-            theta = np.concatenate([w, v[2 * d :]])
-            f += float(linear_term @ theta) / m
-            grad[:d] += linear_term[:d] / m
-            grad[d : 2 * d] -= linear_term[:d] / m
-            grad[2 * d :] += linear_term[d:] / m
-        return f, grad
-
-    return fun
+    rp, y, weights, m = pass_data(obj, rows)
+    return rp.linf_split(obj, y, weights, m)
 
 
 def _smooth_problem(obj, rows):
     """Value and gradient of the robust objective in ``theta`` (l_2 or eps = 0)."""
-    X = obj.X[rows] if len(rows) != obj.X.shape[0] else obj.X
-    y = obj.y[rows]
-    bound = bind(obj.threat, X) if obj.threat.epsilon > 0 else None
-    loss, alpha, m = obj.loss, obj.alpha, obj.weight_sum(rows)
-    sw = obj._sw(rows)
-    is_sparse = sparse.issparse(X)
-
-    def fun(theta):
-        w, b = obj.split(theta)
-        z = X @ w + b
-        if bound is not None:
-            up, down = bound.shifts(w)
-            s = loss.direction(z, y, up, down)
-            z = z + s * np.where(s > 0, up, down)
-        f, g1 = _mean_loss(loss, z, y, sw, m, alpha, w)
-        gw = (X.T @ g1 if is_sparse else g1 @ X) + alpha * w
-        if bound is not None:
-            gw += bound.deltaT_dot(w, s, g1)
-        grad = np.concatenate([gw, [g1.sum()]] if obj.fit_intercept else [gw])
-        if obj.linear_term is not None:
-            f += float(obj.linear_term @ theta) / m
-            grad += obj.linear_term / m
-        return f, grad
-
-    return fun
+    rp, y, weights, m = pass_data(obj, rows)
+    return rp.smooth(obj, y, weights, m)
 
 
 def _tie_step(obj, probe, rows, cols):
@@ -146,7 +75,8 @@ def _tie_step(obj, probe, rows, cols):
 
 def _newton_polish(obj, theta, rows, tol, max_steps, fun):
     """Projected Newton steps on the free coordinates; returns ``(theta, steps,
-    singular)``, ``singular`` when the last kink model's Hessian was singular.
+    singular, residual)``, ``singular`` when the last kink model's Hessian was
+    singular, ``residual`` the optimality residual at ``theta``.
 
     ``fun`` is the value-and-gradient function of the solver stage (in the split
     variables for l_inf); the Hessian comes from the objective on the free
@@ -219,7 +149,7 @@ def _newton_polish(obj, theta, rows, tol, max_steps, fun):
             res1 = evaluate(cand)[1]
         theta, f0, res = cand, f1, res1
         steps += 1
-    return theta, steps, kinked and singular
+    return theta, steps, kinked and singular, float(np.linalg.norm(res))
 
 
 def _warn_ill_posed(obj, residual, tol, singular):
@@ -274,7 +204,7 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
         res = optimize.minimize(fun, theta, jac=True, method="L-BFGS-B", options=options)
         theta = res.x
     n_iter = int(res.nit)
-    theta, steps, singular = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
+    theta, steps, singular, _ = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
     residual = obj.gradient_residual(theta, rows)
     if not linf and obj.threat.epsilon > 0 and np.linalg.norm(theta[:d]) < 1e-6:
         # eps ||w||_2 has a kink at w = 0, where a smooth solver only creeps
@@ -295,6 +225,29 @@ def refit_exact(objective, rows, theta0=None, *, tol, max_iter):
     ``functools.partial(refit_exact, tol=..., max_iter=...)``."""
     theta, _, _ = solve_exact(objective, rows, theta0=theta0, tol=tol, max_iter=max_iter)
     return theta
+
+
+def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memory=None):
+    """Warm-started projected Newton steps over ``rows`` from ``theta`` until the
+    optimality residual is <= ``tol`` (``tol=None``: measure only): the
+    ``refiner`` of a :class:`~skmuter.linear.LinearObjective`.
+
+    The steps are those of the exact solver's polish: on the support of
+    ``theta`` plus the zeros whose optimality condition fails (they are woken
+    on the side on which the objective descends), never letting a weight
+    cross zero within a step (it stops there and leaves the support), with a
+    line search on the objective. So the sign pattern may change, and every
+    accepted step lowers the kept rows' objective. Returns ``(theta, residual,
+    n_steps)``.
+    """
+    rows = np.asarray(rows)
+    linf = objective.threat.norm == "inf" and objective.threat.epsilon > 0
+    fun = _linf_split_problem(objective, rows) if linf else _smooth_problem(objective, rows)
+    theta = np.array(theta, dtype=np.float64)
+    steps_cap = 0 if tol is None else max_steps
+    theta, steps, _, residual = _newton_polish(objective, theta, rows,
+                                               0.0 if tol is None else tol, steps_cap, fun)
+    return theta, residual, steps
 
 
 def _zero_model(obj, theta, rows):

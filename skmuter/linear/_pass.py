@@ -1,0 +1,164 @@
+"""One pass over the training rows: value and gradient of the robust objective.
+
+Solvers and the verification of forgetting evaluate the robust objective
+over many rows, many times, at different parameters. :class:`RowPass`
+prepares the inputs once (a CSR copy of mostly-zero inputs, the l_inf box
+rooms stored as per-column constants minus sparse matrices) and then
+evaluates the mean objective and its gradient over the rows selected by a
+weight vector: weight 0 leaves a row out (a forgotten row), so the kept rows
+never have to be copied out of the training array.
+
+A :class:`RowPass` holds data derived from the training rows; the estimator
+erases forgotten rows from it with :meth:`RowPass.purge` and never pickles it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from ._worst_case import bind
+
+#: inputs with more entries than this get the compressed l_inf box rooms
+_COMPRESS_SIZE = 1_000_000
+
+
+def _maybe_sparse(X):
+    """A CSR copy of large, mostly-zero inputs (images), else ``X`` itself
+    (sparse inputs stay as they are)."""
+    if sparse.issparse(X):
+        return X
+    if X.size > _COMPRESS_SIZE and np.count_nonzero(X) < 0.3 * X.size:
+        return sparse.csr_matrix(X)
+    return X
+
+
+def _zero_csr_rows(M, rows):
+    """Zero the stored values of ``rows`` of a CSR matrix in place."""
+    for a, b in zip(M.indptr[rows], M.indptr[np.asarray(rows) + 1]):
+        M.data[a:b] = 0.0
+
+
+class RowPass:
+    """Prepared inputs of one linear problem's rows, for repeated passes.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        The inputs (a dense array is shared, not copied).
+    threat : skmuter.attacks.Threat
+    """
+
+    def __init__(self, X, threat):
+        self.threat = threat
+        self.linf = threat.norm == "inf" and threat.epsilon > 0
+        compress = self.linf and not sparse.issparse(X) and X.size > _COMPRESS_SIZE
+        self.bound = bind(threat, X, compress=compress) if threat.epsilon > 0 else None
+        self.X = _maybe_sparse(X)
+        self.is_sparse = sparse.issparse(self.X)
+
+    def purge(self, rows):
+        """Erase ``rows`` from every array derived from the inputs (in place)."""
+        rows = np.asarray(rows)
+        if self.is_sparse:
+            _zero_csr_rows(self.X, rows)
+        # a dense X is the estimator's own array, purged by the estimator
+        bound = self.bound
+        if bound is None:
+            return
+        for name in ("P", "Q"):
+            M = getattr(bound, name, None)
+            if isinstance(M, np.ndarray) and M.ndim == 2:
+                M[rows] = 0.0
+            elif hasattr(M, "S"):
+                _zero_csr_rows(M.S, rows)
+            elif sparse.issparse(M):
+                _zero_csr_rows(M, rows)
+
+    # ---- the two problems ----------------------------------------------------
+    def linf_split(self, obj, y, weights, m):
+        """Value and gradient of the mean l_inf objective in ``v = (w+, w-, b)``.
+
+        ``weights`` (None: every row weighs 1) multiply each row's loss;
+        ``m`` is the mean's denominator (the weights' sum).
+        """
+        X, bound = self.X, self.bound
+        loss, alpha, d = obj.loss, obj.alpha, obj.n_features
+        linear_term = obj.linear_term
+        fit_intercept = obj.fit_intercept
+
+        def fun(v):
+            wp, wm = v[:d], v[d : 2 * d]
+            b = v[2 * d] if fit_intercept else 0.0
+            w = wp - wm
+            z = X @ w + b
+            up, down = bound.linf_shifts(wp, wm)
+            s = loss.direction(z, y, up, down)
+            z = z + s * np.where(s > 0, up, down)
+            f, g1 = _mean_loss(loss, z, y, weights, m, alpha, w)
+            xtg = X.T @ g1
+            A, B = bound.linf_split_grads(g1, s)
+            grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
+            if fit_intercept:
+                grad.append([g1.sum()])
+            grad = np.concatenate(grad)
+            if linear_term is not None:
+                theta = np.concatenate([w, v[2 * d :]])
+                f += float(linear_term @ theta) / m
+                grad[:d] += linear_term[:d] / m
+                grad[d : 2 * d] -= linear_term[:d] / m
+                grad[2 * d :] += linear_term[d:] / m
+            return f, grad
+
+        return fun
+
+    def smooth(self, obj, y, weights, m):
+        """Value and gradient of the mean objective in ``theta`` (l_2 or ``eps = 0``)."""
+        X, bound = self.X, self.bound
+        loss, alpha = obj.loss, obj.alpha
+
+        def fun(theta):
+            w, b = obj.split(theta)
+            z = X @ w + b
+            if bound is not None:
+                up, down = bound.shifts(w)
+                s = loss.direction(z, y, up, down)
+                z = z + s * np.where(s > 0, up, down)
+            f, g1 = _mean_loss(loss, z, y, weights, m, alpha, w)
+            gw = (X.T @ g1 if self.is_sparse else g1 @ X) + alpha * w
+            if bound is not None:
+                gw += bound.deltaT_dot(w, s, g1)
+            grad = np.concatenate([gw, [g1.sum()]] if obj.fit_intercept else [gw])
+            if obj.linear_term is not None:
+                f += float(obj.linear_term @ theta) / m
+                grad += obj.linear_term / m
+            return f, grad
+
+        return fun
+
+
+def pass_data(obj, rows):
+    """``(row_pass, y, weights, m)`` for a pass of ``obj`` over ``rows``.
+
+    When ``rows`` are at least half the training rows: the objective's cached
+    pass over all of them, with a weight vector that is 0 off ``rows`` (no
+    copy of the rows); else a pass prepared on a copy of ``rows``.
+    """
+    rows = np.asarray(rows)
+    n = obj.X.shape[0]
+    m = obj.weight_sum(rows)
+    if 2 * len(rows) >= n:
+        weights = np.zeros(n)
+        weights[rows] = 1.0 if obj.sample_weight is None else obj.sample_weight[rows]
+        if len(rows) == n and obj.sample_weight is None:
+            weights = None
+        return obj.row_pass(), obj.y, weights, m
+    return RowPass(obj.X[rows], obj.threat), obj.y[rows], obj._sw(rows), m
+
+
+def _mean_loss(loss, z, y, sw, m, alpha, w):
+    """Mean (weighted) loss plus the ridge term, and the scaled first derivatives."""
+    if sw is None:
+        return loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w), loss.d1(z, y) / m
+    return ((sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w),
+            sw * loss.d1(z, y) / m)
