@@ -306,7 +306,8 @@ class ForgetMixin:
                     residuals.append(residual)
                     steps += n_steps
                 t2 = time.perf_counter()
-                check += t2 - t1
+                if tol is not None:
+                    check += t2 - t1
                 states[k] = state = state.rebase(obj, theta, remaining)
                 t3 = time.perf_counter()
                 update += t3 - t2

@@ -63,6 +63,10 @@ class _Snapshot:
 
     def __init__(self, est, share=()):
         memo = {}
+        hook = getattr(est, "_transaction_shared", None)
+        for obj in (hook() if callable(hook) else ()):
+            # large arrays changed only through undoable purges (record_undo)
+            memo[id(obj)] = obj
         self._modules = []
         try:
             params = est.get_params(deep=False)
@@ -96,9 +100,15 @@ def _transaction(est, call, share=()):
     """Run ``call()`` under the estimator's lock; on any exception restore its state."""
     with estimator_lock(est):
         snapshot = _Snapshot(est, share)
+        undo = []
+        stack = _undo_stack()
+        stack.append(undo)
         try:
-            return call()
+            out = call()
         except BaseException as exc:
+            stack.pop()
+            for fn in reversed(undo):
+                fn()
             snapshot.restore(est)
             if _read_only_error(exc):
                 raise ValueError(
@@ -107,6 +117,49 @@ def _transaction(est, call, share=()):
                     "from them; nothing was changed. Load it without mmap_mode to forget."
                 ) from exc
             raise
+        stack.pop()
+        if stack:  # an enclosing transaction may still have to undo this one
+            stack[-1].extend(undo)
+        return out
+
+
+_UNDO = threading.local()
+
+
+def _undo_stack():
+    if not hasattr(_UNDO, "stack"):
+        _UNDO.stack = []
+    return _UNDO.stack
+
+
+def record_undo(fn):
+    """Register ``fn()`` to put back an in-place change if the running
+    transaction fails (a purge of arrays kept by reference, see
+    ``_transaction_shared``). Outside a transaction it is dropped."""
+    stack = _undo_stack()
+    if stack:
+        stack[-1].append(fn)
+
+
+def undoable_zero_rows(M, rows):
+    """Zero ``rows`` of a dense array or the stored values of a CSR matrix in
+    place, undoably (:func:`record_undo`)."""
+    rows = np.asarray(rows)
+    if isinstance(M, np.ndarray):
+        old = M[rows].copy()
+        M[rows] = 0
+        record_undo(lambda: M.__setitem__(rows, old))
+        return
+    starts, stops = M.indptr[rows], M.indptr[rows + 1]
+    saved = [(a, b, M.data[a:b].copy()) for a, b in zip(starts, stops) if b > a]
+    for a, b, _ in saved:
+        M.data[a:b] = 0.0
+
+    def put_back():
+        for a, b, values in saved:
+            M.data[a:b] = values
+
+    record_undo(put_back)
 
 
 def _training_index(X):

@@ -100,7 +100,9 @@ def test_forget_logs_the_exact_residual_and_stays_near_the_perturbed_retrain(dat
 
 def test_spent_budget_retrains_exactly_and_forgetting_goes_on(data):
     X, y = data
-    est = make(noise=0.01).fit(X, y)
+    # the raw step (forget_tol=None): the check would correct it to the exact
+    # perturbed retrain, which never spends the budget
+    est = make(noise=0.01, forget_tol=None).fit(X, y)
     est.forget(np.arange(20))
     assert est.certificate_["n_retrains"] == 1 and est.forget_log_[-1]["certified_retrain"]
     assert est.forget_log_[-1]["proposed_residual"] > est.certificate_["budget"]
@@ -109,11 +111,15 @@ def test_spent_budget_retrains_exactly_and_forgetting_goes_on(data):
     est.forget(np.arange(20, 23))  # the forgetter was re-linearised at the new optimum
     assert est.certificate_["spent"] <= 1
     assert parameter_distance(est, retrain(est)) < 1e-3
+    # checked forgets land on the perturbed retrain and spend (almost) nothing
+    est.set_params(forget_tol=1e-9).forget(np.arange(23, 40))
+    assert est.certificate_["spent"] < 1e-3 and not est.forget_log_[-1]["certified_retrain"]
+    assert parameter_distance(est, retrain(est)) < 1e-6
 
 
 def test_spent_budget_raises_and_changes_nothing(data):
     X, y = data
-    est = make(noise=0.01, on_spent="raise").fit(X, y)
+    est = make(noise=0.01, on_spent="raise", forget_tol=None).fit(X, y)
     est.forget([1])
     before = state(est)
     pickled = pickle.dumps(est)
@@ -128,7 +134,7 @@ def test_spent_budget_raises_and_changes_nothing(data):
 
 def test_spent_budget_warns_and_keeps_the_result(data):
     X, y = data
-    est = make(noise=0.01, on_spent="warn").fit(X, y)
+    est = make(noise=0.01, on_spent="warn", forget_tol=None).fit(X, y)
     with pytest.warns(CertificationWarning, match="no longer certified"):
         est.forget(np.arange(30))
     assert est.certificate_["spent"] > 1 and est.certificate_["n_retrains"] == 0

@@ -100,9 +100,10 @@ def test_muter_close_to_exact_retrain_logistic(digits17, norm, eps, clip):
         fraction = residual_fraction(unlearned, est, reference)
         # l_inf: exact up to the support changes it tracks; l_2: second-order error
         assert fraction < (0.01 if len(rows) == 1 and norm == "inf" else 0.05), fraction
-        # and doing nothing would be much worse than the comparators on l_2
+        # and the clean-input Newton step alone (no check) is much worse on l_2
         if norm == 2:
-            naive = copy.deepcopy(est).set_params(forgetter="newton").forget(rows)
+            naive = copy.deepcopy(est).set_params(forgetter="newton",
+                                                  forget_tol=None).forget(rows)
             assert residual_fraction(naive, est, reference) > 5 * fraction
 
 
@@ -187,8 +188,8 @@ def test_cannot_forget_everything_or_a_whole_class(fitted):
     with pytest.raises(ValueError, match="already forgotten"):
         est.forget([0]).forget([0])
     est2 = copy.deepcopy(fitted)
-    with pytest.raises(ValueError, match="forgetter was changed"):
-        est2.forget([0]).set_params(forgetter="newton").forget([1])
+    with pytest.raises(ValueError, match="linearised at the fitted model"):
+        est2.forget([0]).set_params(forgetter="muter-paper").forget([1])
 
 
 def test_unfitted_estimator_refuses():
@@ -200,7 +201,8 @@ def test_unfitted_estimator_refuses():
 
 def test_paper_mode_is_close_to_doing_nothing(fitted):
     """The paper's Neumann-series total Hessian diverges on linear models."""
-    est = copy.deepcopy(fitted).set_params(forgetter="muter-paper").forget(np.arange(10))
+    est = copy.deepcopy(fitted).set_params(forgetter="muter-paper",
+                                           forget_tol=None).forget(np.arange(10))
     ref = retrain(est)
     assert residual_fraction(est, fitted, ref) > 0.5
     exact = copy.deepcopy(fitted).forget(np.arange(10))
@@ -232,7 +234,8 @@ def test_fisher_is_damped_and_warns_only_when_needed(fitted, digits17):
     X, y = digits17
     damping, removed = 1e-3, [1]
     with _no_warning():
-        est = copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=damping)).forget(removed)
+        est = copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=damping),
+                                               forget_tol=None).forget(removed)
     # The damped Fisher step, written out: per-row clean gradients of the logistic
     # loss plus the regulariser share, G^T G over the kept rows plus damping per kept row.
     w, b = fitted.coef_.ravel(), fitted.intercept_[0]
@@ -244,10 +247,12 @@ def test_fisher_is_damped_and_warns_only_when_needed(fitted, digits17):
     expected = np.r_[w, b] + np.linalg.solve(F, G[removed].sum(axis=0))
     got = np.r_[est.coef_.ravel(), est.intercept_]
     assert np.linalg.norm(got - np.r_[w, b]) > 1e-3  # the step moves
-    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+    # (atol: the step also corrects the fit's own residual, 1e-10 here)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
     # Without damping the Fisher matrix of these digits (constant pixels) is singular.
     with pytest.warns(ForgetWarning, match="not positive definite"):
-        copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=0.0)).forget(removed)
+        copy.deepcopy(fitted).set_params(forgetter=Fisher(damping=0.0),
+                                         forget_tol=None).forget(removed)
 
 
 class _no_warning:

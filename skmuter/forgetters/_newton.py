@@ -101,15 +101,33 @@ class _NewtonType(Forgetter):
                 # fitted point; a rebased forgetter leaves support changes to
                 # the estimator's check (forget_tol), which sees them exactly.
                 self.zeros_ = Zeros.at(objective, theta, rows, self.cols_, self._ties_kw())
+        smooth = bool(np.all(objective.free_mask(theta)[self.cols_]))
+        both = getattr(objective, "grad_hessian_sum", None)
+        g = None
+        if (self.rebases and smooth and both is not None and self._points() == "adversarial"
+                and self._curvature_kind() in ("hessian", "total")):
+            g, M = both(self.theta0_, rows, kind=self._curvature_kind(), points="adversarial",
+                        cols=self.cols_, **self._ties_kw())
+        else:
+            M = self._curvature(objective, rows)
         if self.rebases:
-            # minus the kept rows' summed gradient here (zero at an exact
-            # optimum): the next step also corrects what is left of it
-            g = self._gradient(objective, rows)
-            linear = objective.linear_term_on(self.cols_)
-            self.grad_ = -(g if linear is None else g + linear)
+            # Minus the kept rows' summed (sub)gradient of the objective itself,
+            # whatever points the step's own terms use: zero at an exact
+            # optimum, so the next step also corrects what is left of it. On
+            # pinned zeros (a step over all coordinates of an l_inf model) it
+            # is the minimal subgradient's share, 0 where the zero is optimal.
+            minimal = getattr(objective, "minimal_subgradient", None)
+            if not smooth and minimal is not None:
+                m = _n_rows(objective, rows)
+                self.grad_ = -m * minimal(theta, rows, **self._ties_kw())[self.cols_]
+            else:
+                if g is None:
+                    g = objective.grad_sum(self.theta0_, rows, points="adversarial",
+                                           cols=self.cols_, **self._ties_kw())
+                linear = objective.linear_term_on(self.cols_)
+                self.grad_ = -(g if linear is None else g + linear)
         else:
             self.grad_ = np.zeros(len(self.cols_))
-        M = self._curvature(objective, rows)
         self.dense_ = isinstance(M, np.ndarray)
         self.memory_ = M if self.dense_ else None
         return self

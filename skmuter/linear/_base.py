@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._forgetting import FREE_PARAMS, ForgetMixin, atomic_fit, reset_forgetting
+from .._transaction import record_undo, undoable_zero_rows
 from ..attacks import Penalized, _Attack, resolve_attack
 from ..forgetters import Forgetter, resolve_forgetter
 from ._objective import LinearObjective
@@ -515,23 +516,43 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
     def _purge(self, rows):
         """Erase forgotten rows from every array the estimator keeps."""
         self._own_arrays()
+        # The inputs, the weights and the prepared passes are kept by reference
+        # in the forget transaction (_transaction_shared): every change to
+        # them here can be undone if the call fails later.
         if sparse.issparse(self._X):
             # zero the stored values of the rows, then drop them (in place: the
             # objectives share the matrix)
             X = self._X
-            starts, stops = X.indptr[rows], X.indptr[np.asarray(rows) + 1]
-            for a, b in zip(starts, stops):
-                X.data[a:b] = 0.0
+            saved = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+            undoable_zero_rows(X, rows)
             X.eliminate_zeros()
+
+            def put_back(X=X, saved=saved):
+                X.data, X.indices, X.indptr = saved
+
+            record_undo(put_back)
         else:
-            self._X[rows] = 0.0
+            undoable_zero_rows(self._X, rows)
         sw = getattr(self, "_sample_weight", None)
         if sw is not None:
-            sw[rows] = 0.0
+            undoable_zero_rows(sw, rows)
         for obj in self._objectives:
             obj.y[rows] = 0.0
         if self._objectives:
-            self._objectives[0].purge_rows(rows)  # the prepared passes are shared
+            cache = self._objectives[0].pass_cache  # shared by the objectives
+            self._objectives[0].purge_rows(rows)
+            record_undo(cache.clear)  # on failure: rebuilt from the restored inputs
+
+    def _transaction_shared(self):
+        """Large arrays a forget transaction keeps by reference (not copied):
+        the inputs, the weights and the prepared passes, changed only by
+        undoable purges."""
+        shared = [self.__dict__.get("_X"), self.__dict__.get("_sample_weight")]
+        objectives = self.__dict__.get("_objectives") or ()
+        if objectives:
+            # the passes refer to the threat they were prepared for: keep it too
+            shared += [objectives[0].pass_cache, *(o.threat for o in objectives)]
+        return [a for a in shared if a is not None]
 
     def _own_arrays(self):
         """Copy on write: replace read-only arrays by writeable copies.

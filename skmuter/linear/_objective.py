@@ -38,6 +38,9 @@ from ._paper import paper_hessian
 from ._pass import RowPass, pass_data
 from ._worst_case import bind
 
+#: blocks of at most this many columns are read from a cache of all rows
+_CACHED_COLUMNS = 256
+
 
 def _chunks(rows, width):
     """Blocks of ``rows`` of about 4M entries of ``width`` columns (see
@@ -112,6 +115,10 @@ class LinearObjective(BaseObjective):
     def _block(self, rows, cols=None):
         """Dense inputs of ``rows`` (on the feature columns ``cols``)."""
         X = self.X
+        if cols is not None and len(cols) <= _CACHED_COLUMNS:
+            # a few columns (the support of an l_inf model): all rows of them
+            # are cached, so that passes on the support never read X
+            return self._columns(np.asarray(cols))[rows]
         if sparse.issparse(X):
             B = X[rows]
             return (B if cols is None else B[:, cols]).toarray()
@@ -121,13 +128,17 @@ class LinearObjective(BaseObjective):
             return X[rows, cols]
         return X[np.ix_(np.asarray(rows), cols)]
 
+    def _columns(self, cols):
+        """Dense ``X[:, cols]`` (all rows), cached by the prepared pass."""
+        return self.row_pass().columns(cols)
+
     def row_pass(self):
         """The prepared pass over all training rows
         (:class:`~skmuter.linear._pass.RowPass`), built once and shared
         through :attr:`pass_cache`."""
         key = (id(self.X), id(self.threat))
         rp = self.pass_cache.get(key)
-        if rp is None:
+        if rp is None or rp.source is not self.X or rp.threat is not self.threat:
             self.pass_cache.clear()
             rp = self.pass_cache[key] = RowPass(self.X, self.threat)
         return rp
@@ -489,18 +500,30 @@ class LinearObjective(BaseObjective):
                                    neumann_order=neumann_order, ties=ties)
 
     def _curvature_hessian(self, theta, rows, points, cols, ties=None, neumann_order=None):
-        return self._second_order(theta, rows, points, cols, ties, total=False)
+        return self._second_order(theta, rows, points, cols, ties, total=False)[0]
 
     def _curvature_total(self, theta, rows, points, cols, ties=None, neumann_order=None):
-        return self._second_order(theta, rows, points, cols, ties, total=True)
+        return self._second_order(theta, rows, points, cols, ties, total=True)[0]
+
+    def grad_hessian_sum(self, theta, rows, kind="total", points="adversarial", cols=None,
+                         ties=None):
+        """``(grad_sum(...), hessian_sum(...))`` of ``kind`` 'hessian' or 'total'
+        in one sweep over the rows (what a forgetter's memory needs)."""
+        if kind == "total":
+            points = "adversarial"
+        H, g = self._second_order(theta, np.asarray(rows), points, cols, ties,
+                                  total=kind == "total")
+        return g, H
 
     def _second_order(self, theta, rows, points, cols, ties, total):
-        """``sum d_ww l`` (plus, when ``total``, the l_2 worst case's own curvature)
-        and the regulariser's share."""
+        """``(H, g)``: ``sum d_ww l`` (plus, when ``total``, the l_2 worst case's
+        own curvature) and the summed gradient of the same sweep, each with the
+        regulariser's share."""
         wcols, intercept = self._cols(cols)
         w, _ = self.split(theta)
         p = (self.n_features if wcols is None else len(wcols)) + int(intercept)
         H = np.zeros((p, p))
+        G = np.zeros(p)
         for r, z, x, bound, s, weight in self._terms(theta, rows, points, wcols, ties):
             yr = self.y[r]
             xt = self._augment(x, intercept)
@@ -508,11 +531,14 @@ class LinearObjective(BaseObjective):
             if weight is not None:
                 c = c * weight
             H += xt.T @ (c[:, None] * xt)
+            g1 = self.loss.d1(z, yr)
+            G += xt.T @ (g1 if weight is None else g1 * weight)
             if total and bound is not None and self.threat.norm == 2:
                 g1 = self.loss.d1(z, yr)
                 wg = np.abs(g1) if weight is None else np.abs(g1) * weight
                 self._add_l2_curvature(H, w, bound, s, wg, wcols)
-        return self._add_regulariser(H, self.weight_sum(rows), cols)
+        m = self.weight_sum(rows)
+        return self._add_regulariser(H, m, cols), G + self.regulariser_grad(theta, m, cols)
 
     def _curvature_fisher(self, theta, rows, points, cols, ties=None, neumann_order=None):
         """``sum g g^T`` of the per-row gradients (regulariser share included)."""

@@ -19,6 +19,9 @@ from scipy import sparse
 
 from ._worst_case import bind
 
+#: at most this many non-zero weights: scores from cached support columns
+_SUPPORT_COLUMNS = 256
+
 #: inputs with more entries than this get the compressed l_inf box rooms
 _COMPRESS_SIZE = 1_000_000
 
@@ -34,9 +37,11 @@ def _maybe_sparse(X):
 
 
 def _zero_csr_rows(M, rows):
-    """Zero the stored values of ``rows`` of a CSR matrix in place."""
+    """Zero the stored values of ``rows`` of a CSR matrix in place, and their
+    column positions (they would tell where the row was non-zero)."""
     for a, b in zip(M.indptr[rows], M.indptr[np.asarray(rows) + 1]):
         M.data[a:b] = 0.0
+        M.indices[a:b] = 0
 
 
 class RowPass:
@@ -51,18 +56,40 @@ class RowPass:
 
     def __init__(self, X, threat):
         self.threat = threat
+        self.source = X  # the inputs this pass was prepared from
         self.linf = threat.norm == "inf" and threat.epsilon > 0
         compress = self.linf and not sparse.issparse(X) and X.size > _COMPRESS_SIZE
         self.bound = bind(threat, X, compress=compress) if threat.epsilon > 0 else None
         self.X = _maybe_sparse(X)
         self.is_sparse = sparse.issparse(self.X)
+        self._own_copy = self.X is not X
+        self._columns = {}
+
+    def columns(self, cols):
+        """Dense ``X[:, cols]`` over all rows (a few columns: the support of an
+        l_inf model), cached until the support changes."""
+        cols = np.asarray(cols)
+        key = cols.tobytes()
+        block = self._columns.get(key)
+        if block is None:
+            if len(self._columns) >= 4:
+                self._columns.pop(next(iter(self._columns)))
+            X = self.X
+            block = X[:, cols].toarray() if self.is_sparse else np.ascontiguousarray(X[:, cols])
+            self._columns[key] = block
+        return block
 
     def purge(self, rows):
-        """Erase ``rows`` from every array derived from the inputs (in place)."""
+        """Erase ``rows`` from every array derived from the inputs (in place:
+        values and, for sparse copies, their column positions; only the
+        number of stored entries of each row remains, in memory: a pass is
+        never pickled)."""
         rows = np.asarray(rows)
-        if self.is_sparse:
+        for block in self._columns.values():
+            block[rows] = 0.0
+        if self._own_copy:
             _zero_csr_rows(self.X, rows)
-        # a dense X is the estimator's own array, purged by the estimator
+        # otherwise X is the estimator's own array, purged by the estimator
         bound = self.bound
         if bound is None:
             return
@@ -71,9 +98,9 @@ class RowPass:
             if isinstance(M, np.ndarray) and M.ndim == 2:
                 M[rows] = 0.0
             elif hasattr(M, "S"):
+                # the rows' entries become the column constants: their room
+                # then tells nothing of them (their weight is 0 in every pass)
                 _zero_csr_rows(M.S, rows)
-            elif sparse.issparse(M):
-                _zero_csr_rows(M, rows)
 
     # ---- the two problems ----------------------------------------------------
     def linf_split(self, obj, y, weights, m):
@@ -91,8 +118,16 @@ class RowPass:
             wp, wm = v[:d], v[d : 2 * d]
             b = v[2 * d] if fit_intercept else 0.0
             w = wp - wm
-            z = X @ w + b
-            up, down = bound.linf_shifts(wp, wm)
+            support = np.flatnonzero((wp != 0) | (wm != 0))
+            if len(support) <= _SUPPORT_COLUMNS:
+                # the scores and shifts need the support's columns only
+                XS = self.columns(support)
+                z = XS @ w[support] + b
+                up, down = bind(self.threat, XS, cols=support).linf_shifts(
+                    wp[support], wm[support])
+            else:
+                z = X @ w + b
+                up, down = bound.linf_shifts(wp, wm)
             s = loss.direction(z, y, up, down)
             z = z + s * np.where(s > 0, up, down)
             f, g1 = _mean_loss(loss, z, y, weights, m, alpha, w)
