@@ -473,6 +473,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         for arr in arrays.values():
             arr[rows] = X_new
             arr[~kept] = 0.0
+        for obj in self._objectives:
+            obj.pass_cache.clear()  # prepared from the old features
         tol = max(float(self.tol), 1e-12)
         out = []
         for theta, obj in zip(thetas, self._objectives):

@@ -247,6 +247,14 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
     steps_cap = 0 if tol is None else max_steps
     theta, steps, _, residual = _newton_polish(objective, theta, rows,
                                                0.0 if tol is None else tol, steps_cap, fun)
+    if tol is not None and residual > tol:
+        # The projected steps stalled (a start far from the optimum, weights
+        # bouncing at zero): the exact solver, warm-started, follows the
+        # support; its own polish ends it.
+        cand, n_iter, cand_res = solve_exact(objective, rows, theta0=theta, tol=tol)
+        steps += n_iter
+        if cand_res < residual:
+            theta, residual = cand, cand_res
     return theta, residual, steps
 
 
