@@ -245,6 +245,9 @@ class LinearObjective(BaseObjective):
         is None when every row weighs 1.
         """
         width = max(self.n_features, 1)
+        if wcols is not None and self.threat.norm == "inf" and points != "clean":
+            # an l_inf pass reads only the support and the asked columns
+            width = max(np.count_nonzero(theta[: self.n_features]) + len(wcols), 1)
         tie_rows = np.zeros(0, dtype=np.int64) if ties is None else ties.rows
         if tie_rows.size:
             pos = np.searchsorted(tie_rows, rows)
@@ -270,14 +273,15 @@ class LinearObjective(BaseObjective):
         """For the squared loss: ``(a - b, max(a, b))`` with ``a``, ``b`` the residual
         magnitudes of the two worst cases (pushing the score up or down)."""
         w, b = self.split(theta)
-        support = np.flatnonzero(w) if self.threat.norm == "inf" else slice(None)
-        cols = support if self.threat.norm == "inf" else None
+        linf = self.threat.norm == "inf"
+        support = np.flatnonzero(w) if linf else None
         gaps, vals = [], []
-        for r in _chunks(rows, self.n_features):
-            Xr = self._block(r)
-            res = Xr @ w + b - self.y[r]
-            # l_inf is separable: only the support moves the worst case
-            up, down = bind(self.threat, Xr[:, support], cols=cols).shifts(w[support])
+        for r in _chunks(rows, len(support) + 1 if linf else self.n_features):
+            # l_inf is separable: only the support moves the score and the worst case
+            Xr = self._block(r, support) if linf else self._block(r)
+            ws = w[support] if linf else w
+            res = Xr @ ws + b - self.y[r]
+            up, down = bind(self.threat, Xr, cols=support).shifts(ws)
             a, bb = res + up, down - res
             gaps.append(a - bb)
             vals.append(np.maximum(a, bb))
@@ -462,6 +466,21 @@ class LinearObjective(BaseObjective):
         A = np.zeros(d)
         B = np.zeros(d)
         gb = 0.0
+        n = self.X.shape[0]
+        if 2 * len(rows) >= n:
+            # the loss derivatives per row (both branches of a tied row), then
+            # the column sums from the prepared pass over all rows
+            up_side, down_side = np.zeros(n), np.zeros(n)
+            for r, z, _, _, s, weight in self._terms(theta, rows, "adversarial",
+                                                      np.arange(0), ties):
+                g1 = self.loss.d1(z, self.y[r])
+                if weight is not None:
+                    g1 = g1 * weight
+                up_side[r] += np.where(s > 0, g1, 0.0)
+                down_side[r] += np.where(s > 0, 0.0, g1)
+            xtg, A, B = self.row_pass().linf_column_sums(up_side, down_side)
+            gb = float(up_side.sum() + down_side.sum())
+            rows = rows[:0]  # done
         for r, z, _, _, s, weight in self._terms(theta, rows, "adversarial", np.arange(0), ties):
             g1 = self.loss.d1(z, self.y[r])
             if weight is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from ._worst_case import bind
+from ._worst_case import _rproducts, bind
 
 #: at most this many non-zero weights: scores from cached support columns
 _SUPPORT_COLUMNS = 256
@@ -101,6 +101,23 @@ class RowPass:
                 # the rows' entries become the column constants: their room
                 # then tells nothing of them (their weight is 0 in every pass)
                 _zero_csr_rows(M.S, rows)
+
+    def linf_column_sums(self, up_side, down_side):
+        """``(X^T g, A, B)`` for per-row loss derivatives split by the
+        adversary's direction (``up_side`` where it pushes the score up,
+        ``down_side`` where down; ``g`` their sum): the column sums of an
+        l_inf minimal subgradient, ``A`` and ``B`` the derivatives of the
+        summed shifts in ``w+`` and ``w-`` (see ``BoundThreat.linf_split_grads``)."""
+        g = up_side + down_side
+        xtg = self.X.T @ g if self.is_sparse else g @ self.X
+        H = np.vstack([up_side, down_side])
+        PH = _rproducts(self.bound.P, H)
+        QH = _rproducts(self.bound.Q, H)
+        A, B = QH[0] - PH[1], PH[0] - QH[1]
+        d = self.X.shape[1]
+        if A.shape[0] != d:
+            A, B = np.full(d, A[0]), np.full(d, B[0])
+        return np.asarray(xtg).ravel(), A, B
 
     # ---- the two problems ----------------------------------------------------
     def linf_split(self, obj, y, weights, m):

@@ -242,11 +242,18 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
     """
     rows = np.asarray(rows)
     linf = objective.threat.norm == "inf" and objective.threat.epsilon > 0
-    fun = _linf_split_problem(objective, rows) if linf else _smooth_problem(objective, rows)
     theta = np.array(theta, dtype=np.float64)
+    steps = 0
+    if tol is not None and linf and objective.loss.name != "squared":
+        # First on the support alone, where the objective is smooth: each
+        # step reads the support's columns only. The pass below then checks
+        # the zeros.
+        theta, steps = _support_newton(objective, theta, rows, 0.1 * tol, max_steps)
+    fun = _linf_split_problem(objective, rows) if linf else _smooth_problem(objective, rows)
     steps_cap = 0 if tol is None else max_steps
-    theta, steps, _, residual = _newton_polish(objective, theta, rows,
-                                               0.0 if tol is None else tol, steps_cap, fun)
+    theta, more, _, residual = _newton_polish(objective, theta, rows,
+                                              0.0 if tol is None else tol, steps_cap, fun)
+    steps += more
     if tol is not None and residual > tol:
         # The projected steps stalled (a start far from the optimum, weights
         # bouncing at zero): the exact solver, warm-started, follows the
@@ -256,6 +263,38 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
         if cand_res < residual:
             theta, residual = cand, cand_res
     return theta, residual, steps
+
+
+def _support_newton(obj, theta, rows, tol, max_steps):
+    """Newton steps on the free coordinates (the support and the intercept) of an
+    l_inf model whose loss is smooth there, until the mean gradient on them is
+    <= ``tol``. Stops before a step that would change a weight's sign or not
+    lower the objective (the projected polish handles those). Returns
+    ``(theta, steps)``."""
+    cols = np.flatnonzero(obj.free_mask(theta))
+    weights = cols < obj.n_features
+    m = obj.weight_sum(rows)
+    linear = obj.linear_term_on(cols)
+    f0 = None
+    steps = 0
+    for _ in range(max_steps):
+        g, H = obj.grad_hessian_sum(theta, rows, kind="total", cols=cols)
+        if linear is not None:
+            g = g + linear
+        if np.linalg.norm(g) / m <= tol:
+            break
+        step, _ = solve_dense(H, -g, quiet=True)
+        cand = theta.copy()
+        cand[cols] += step
+        if np.any(np.sign(cand[cols][weights]) != np.sign(theta[cols][weights])):
+            break
+        f0 = obj.value(theta, rows) if f0 is None else f0
+        f1 = obj.value(cand, rows)
+        if not f1 <= f0 + 1e-14 * abs(f0):
+            break
+        theta, f0 = cand, f1
+        steps += 1
+    return theta, steps
 
 
 def _zero_model(obj, theta, rows):
