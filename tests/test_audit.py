@@ -26,12 +26,13 @@ def digits():
 
 @pytest.fixture(scope="module")
 def forgotten_pair(digits):
-    """An unregularised model that forgot 60 of its 160 rows, by MUter and by retraining."""
+    """A barely regularised model (alpha=1e-4: a unique optimum, so that the two
+    forgets can agree) that forgot 60 of its 160 rows, by MUter and by retraining."""
     X, y, tr, ho = digits
     out = {}
     for name in ("muter", "retrain"):
         est = AdversarialLogisticRegression(
-            alpha=0.0, attack=PGD(epsilon=0.02, clip=(0, 1)), forgetter=name
+            alpha=1e-4, attack=PGD(epsilon=0.02, clip=(0, 1)), forgetter=name
         ).fit(X[tr], y[tr])
         before = membership_audit(est, X[tr], y[tr], X[ho], y[ho])
         with warnings.catch_warnings():
@@ -83,7 +84,7 @@ def test_regressor_robust_loss():
 
 
 def test_fitted_rows_look_like_members(digits, forgotten_pair):
-    # Before any forget, the unregularised model's training rows have lower loss.
+    # Before any forget, the barely regularised model's training rows have lower loss.
     for _, before in forgotten_pair.values():
         assert before["auc"] > 0.55
         assert before["mean_loss_forgotten"] < before["mean_loss_heldout"]

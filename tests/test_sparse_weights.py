@@ -47,7 +47,9 @@ def test_sparse_equals_dense(cls, norm, fmt):
     dense = _est(cls, norm).fit(X, t)
     sp = _est(cls, norm).fit(fmt(X), t)
     assert sparse.issparse(sp._X)  # kept sparse
-    assert _rel(sp.coef_, dense.coef_) < 1e-9
+    # both fits stop at an optimality residual below tol=1e-10: with alpha=1e-2
+    # they are within 1e-8 of the optimum
+    assert _rel(sp.coef_, dense.coef_) < 1e-8
     Xs = fmt(X)
     np.testing.assert_allclose(sp.predict(Xs), dense.predict(X), atol=1e-8)
     assert sp.score(Xs, t) == pytest.approx(dense.score(X, t), abs=1e-10)

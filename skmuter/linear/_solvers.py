@@ -32,6 +32,8 @@ from ._pass import pass_data
 
 DEFAULT_EXACT_MAX_ITER = 10_000
 DEFAULT_SGD_EPOCHS = 100
+#: projected Newton steps of a forget's correction before the exact solver takes over
+_POLISH_STEPS = 6
 
 
 def _linf_split_problem(obj, rows):
@@ -250,7 +252,9 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
         # the zeros.
         theta, steps = _support_newton(objective, theta, rows, 0.1 * tol, max_steps)
     fun = _linf_split_problem(objective, rows) if linf else _smooth_problem(objective, rows)
-    steps_cap = 0 if tol is None else max_steps
+    # the polish converges in a few steps from a good start; past that the
+    # exact solver below is faster
+    steps_cap = 0 if tol is None else min(max_steps, _POLISH_STEPS)
     theta, more, _, residual = _newton_polish(objective, theta, rows,
                                               0.0 if tol is None else tol, steps_cap, fun)
     steps += more
