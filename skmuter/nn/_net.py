@@ -29,9 +29,19 @@ from ._inputs import (
 from ._params import flat_values, resolve_names, write_flat
 from ._refit import net_objective
 from ._robust import penalty, perturb_batch, robust_accuracy
-from ._settings import PARAMETER_CONSTRAINTS, check_settings, paper_muter, seeded, warn_unforgotten
+from ._settings import (
+    PARAMETER_CONSTRAINTS,
+    check_settings,
+    paper_muter,
+    seeded,
+    warn_unconverged,
+    warn_unforgotten,
+)
 
 __all__ = ["AdversarialNet", "paper_muter"]
+
+#: default target optimality residual of a forget request (``forget_tol``)
+DEFAULT_FORGET_TOL = 1e-6
 
 
 class AdversarialNet(ForgetMixin, NeuralNetClassifier):
@@ -81,6 +91,28 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         Unlearning method (see :mod:`skmuter.forgetters`). ``'muter'`` is the
         principled total Hessian (only the free, unsaturated coordinates of
         the perturbation enter); :func:`paper_muter` the paper's form.
+    forget_tol : float or None, default=1e-6
+        Target optimality residual of every forget request (the gradient
+        norm of the mean robust objective over the kept rows,
+        :func:`skmuter.metrics.gradient_residual`). After the forgetter's
+        step, :meth:`NetObjective.refine <skmuter.nn.NetObjective.refine>`
+        checks it on the kept rows: a step that raises their robust objective
+        above its value before the request is shortened (no published point
+        is ever above doing nothing), then warm-started corrections follow
+        while the residual exceeds ``forget_tol`` (Newton steps with the
+        forgetter's curvature on a smooth objective, the retrain's bundle
+        polish under PGD/FGSM), at most 20 evaluations of the objective. Each
+        record of ``forget_log_`` holds the residual, a distance bound
+        (``inf`` under PGD/FGSM, where none exists) and the steps. The default
+        is reached in a step or two where the objective is smooth (no attack,
+        :class:`~skmuter.attacks.Penalized`; float32 parameters limit the
+        attainable residual to about ``1e-8``) and keeps residual fractions
+        there below 0.01. Under PGD/FGSM the gradient does not vanish even at
+        the exact retrain (about ``1e-3`` at the kinked minimum), so no
+        tolerance is reached: every request runs the step control and the
+        polish, and a ``ConvergenceWarning`` reports the residual. ``None``
+        skips the check (the forgetter's step alone, which under PGD/FGSM
+        raises the kept rows' objective far above doing nothing).
     random_state : int or None, default=None
         Seeds the module's construction (when ``module`` is a class), the
         shuffling and the attack's random starts: two CPU fits with the same
@@ -124,7 +156,17 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     forget_names_ : list of str
         Names of the parameters that forgetting updates.
     optimality_residual_ : float
-        Gradient norm of the robust objective at the end of ``fit``.
+        Gradient norm of the robust objective at the end of ``fit`` (after a
+        checked forget: at the published parameters, over the kept rows).
+    converged_ : bool or None
+        Whether the polish reached the optimum: on a smooth objective a
+        gradient norm of at most ``1e-6`` with the penalised attack converged
+        at it; under PGD/FGSM a polish that ended by finding no lower point
+        nearby (the gradient at that kink stays near ``1e-3``). ``None``
+        without polish. A fit that did not converge warns
+        (``ConvergenceWarning``), and so does every forget from it: there is
+        no exact reference to forget towards. ``polish_info_`` has the
+        details.
     n_train_, forgotten_, forget_log_, forgetter_ :
         Forgetting state (see :class:`skmuter._forgetting.ForgetMixin`).
 
@@ -172,6 +214,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         forget_params="last",
         train_params="all",
         forgetter="muter",
+        forget_tol=DEFAULT_FORGET_TOL,
         random_state=None,
         polish=True,
         polish_max_iter=300,
@@ -187,6 +230,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         self.forget_params = forget_params
         self.train_params = train_params
         self.forgetter = forgetter
+        self.forget_tol = forget_tol
         self.random_state = random_state
         self.polish = polish
         self.polish_max_iter = polish_max_iter
@@ -355,10 +399,12 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         self._train_y = codes.copy()
         self._objective_ = None
         self._set_training(False)
+        self.converged_ = None
         if self.polish:
             obj = self._objective()
             theta = obj.refit(np.arange(len(X)), self._get_thetas()[0])
             self.polish_info_ = obj.refit_info_
+            self.converged_ = bool(obj.refit_info_["converged"])
             self._write_theta(theta)
             self._objective_ = None
         reset_forgetting(self, len(X))
@@ -503,15 +549,19 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     def _validate_request(self, indices):
         rows = super()._validate_request(indices)
         self._warn_unforgotten()
+        self._warn_unconverged()
         return rows
 
     _warn_unforgotten = warn_unforgotten
+    _warn_unconverged = warn_unconverged
 
     def _purge(self, rows):
         self._train_X[rows] = 0.0
         self._train_y[rows] = 0
         if getattr(self, "_objective_", None) is not None:
             self._objective_.purge(rows)
+            # nothing cached at the parameters before the request stays
+            self._objective_.retain(self._get_thetas()[0])
         # The optimizer's moments and the history's losses saw the rows.
         self.initialize_optimizer()
         self.history_.clear()
@@ -589,7 +639,8 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         return state
 
     def __setstate__(self, state):
-        state.setdefault("polish_max_iter", 300)  # pickled before the parameter existed
+        state.setdefault("polish_max_iter", 300)  # pickled before the parameters existed
+        state.setdefault("forget_tol", None)  # forgets as it was fitted to: unchecked
         super().__setstate__(state)
         if "attack_" in self.__dict__ and getattr(self, "_train_X", None) is not None:
             self._threat = TorchThreat(self.attack_, self._train_X.shape[1:],

@@ -113,13 +113,19 @@ class NetObjective(BaseObjective):
         ``refitter(objective, rows, theta0) -> theta``, the exact solver of
         :meth:`refit` with its settings bound (see
         ``skmuter.nn._refit.refit_head``).
+    refiner : callable, optional
+        The warm-started correction of :meth:`refine` (see
+        ``skmuter.nn._refit.refine_head``); None: :meth:`refine` only measures.
     """
 
     def __init__(self, module, names, X, y, threat, alpha, seed=0, theta_init=None,
-                 device="cpu", batch_size=256, dense_max=2048, refitter=None):
-        super().__init__(alpha, refitter=refitter)
+                 device="cpu", batch_size=256, dense_max=2048, refitter=None, refiner=None):
+        super().__init__(alpha, refitter=refitter, refiner=refiner)
         self.device = torch.device(device)
         self.dtype = torch.float64
+        named = dict(module.named_parameters())
+        #: dtype in which the network stores ``theta`` (what is published)
+        self.param_dtype = named[names[0]].dtype if names else torch.float64
         self.params = FlatParams(module, names, self.device)
         self.names = self.params.names
         self.n_params = self.params.n_params
@@ -149,6 +155,34 @@ class NetObjective(BaseObjective):
     def free_mask(self, theta):
         """All coordinates move: a network's parameters have no pinned zeros."""
         return np.ones(self.n_params, dtype=bool)
+
+    def published(self, theta):
+        """``theta`` as the network stores it (rounded to its parameter dtype).
+
+        Solvers evaluate the objective at published points: a hard-ball worst
+        case can change between ``theta`` and its float32 rounding.
+        """
+        t = torch.as_tensor(np.asarray(theta, dtype=np.float64))
+        return t.to(self.param_dtype).to(torch.float64).numpy().copy()
+
+    @property
+    def smooth(self):
+        """Whether the robust objective is differentiable in ``theta``.
+
+        True without attack and under the penalised attack (a unique worst
+        case moving smoothly with ``theta``); False under the hard-ball
+        attacks (PGD, FGSM), whose worst case is piecewise constant in
+        ``theta`` with tiny cells: the objective jumps between cells and its
+        minimum is a kink, where the gradient does not vanish.
+        """
+        return bool(self.threat.penalized or self.threat.epsilon == 0)
+
+    def retain(self, theta):
+        """Drop everything cached at parameter vectors other than ``theta``."""
+        self.attack_points.retain(theta)
+        key = theta_key(theta)
+        for other in [k for k in self._factor_cache if k != key]:
+            del self._factor_cache[other]
 
     def logits(self, theta_t, x):
         """Network output at flat parameters ``theta_t`` (a tensor) on inputs ``x``."""
@@ -220,9 +254,92 @@ class NetObjective(BaseObjective):
         out = torch.cat(parts).cpu().numpy()
         return out if cols is None else out[:, cols]
 
+    def value_and_grad(self, theta, rows):
+        """:meth:`value` and the gradient of the mean objective (Danskin's: the
+        loss's gradient at the worst cases), in one pass over ``rows``."""
+        theta_t = self._t(theta)
+        total = 0.0
+        g = torch.zeros_like(theta_t)
+        for chunk, inp, y, on_head in self._batches(theta, rows, "adversarial"):
+            tt = theta_t.clone().requires_grad_(True)
+            loss = self._loss_sum(tt, inp, y, on_head)
+            g += torch.autograd.grad(loss, tt)[0]
+            total += float(loss.detach())
+            if self.threat.penalized:
+                total -= self.attack_points.price(self.adversarial(theta, chunk), chunk)
+        m = len(rows)
+        value = total / m + 0.5 * self.alpha * float(theta_t @ theta_t)
+        return value, (g / m + self.alpha * theta_t).cpu().numpy()
+
     def gradient_residual(self, theta, rows):
         """Norm of the gradient of the mean robust objective over ``rows`` at ``theta``."""
         return float(np.linalg.norm(self.grad_sum(theta, rows) / len(rows)))
+
+    # ---- verification of forgetting -----------------------------------------------
+    def refine(self, theta, rows, tol, *, start=None, max_steps=20, memory=None):
+        """Check a forget's proposal ``theta`` on the kept ``rows`` and correct it.
+
+        Through the bound ``refiner`` (``skmuter.nn._refit.refine_head``):
+
+        1. *step control*: the kept rows' robust objective (the deterministic
+           attack of :meth:`value`) at ``theta`` is compared with its value at
+           ``start``, the model before the request. Above it, the step
+           ``start -> theta`` is shortened by a safeguarded line search; a
+           point whose value exceeds ``value(start)`` is never accepted (if no
+           shorter step does better, the result starts from ``start``);
+        2. *correction*, while the gradient residual exceeds ``tol``, at most
+           ``max_steps`` evaluations: on a smooth objective (:attr:`smooth`)
+           Newton steps with the forgetter's curvature ``memory`` (the kept
+           rows' total Hessian, dense) as the matrix, each checked by a line
+           search; under a hard-ball attack the proximal bundle steps of the
+           exact retrain's final polish, warm-started, which descend on the
+           kinked objective and stop when no nearby point is lower.
+
+        Every evaluated point is published (rounded to the network's
+        parameter dtype), and the returned residual is
+        :meth:`gradient_residual` at the returned parameters. Under a
+        hard-ball attack the residual stays near its value at the fitted
+        model (the gradient does not vanish at a kink), so ``tol`` is
+        reached only on smooth objectives; the guarantee there is the value:
+        never above doing nothing. ``tol=None`` only measures.
+
+        Returns
+        -------
+        theta : ndarray of shape (n_params,)
+        residual : float
+        n_steps : int
+            Objective evaluations at trial points (line search included).
+        """
+        return super().refine(theta, rows, tol, start=start, max_steps=max_steps,
+                              memory=memory)
+
+    def distance_bound(self, theta, rows, residual, memory=None):
+        """Estimate of ``||theta - theta_r||`` from the residual at ``theta``.
+
+        * Last layer on a frozen body with a smooth objective (no attack, or
+          the penalised attack): the objective is convex (a maximum over the
+          perturbations of functions convex in the head) and the ridge makes
+          it ``alpha``-strongly convex, so ``residual / alpha`` is a rigorous
+          bound (as the ascent's precision allows).
+        * Deeper parameters with a smooth objective: not convex; ``residual``
+          over the smallest eigenvalue of the mean curvature ``memory``
+          (summed over ``rows``) is a local estimate, valid near a strict
+          local minimum (``residual / alpha`` without ``memory``).
+        * Hard-ball attacks (PGD, FGSM): no bound. The objective is not convex
+          (the attack's point is not the maximum) and its gradient does not
+          vanish at its kinked minimum, so a residual says nothing about the
+          distance: ``inf``. Judge such forgets by their objective value
+          (:func:`skmuter.metrics.objective_gap_fraction`).
+        """
+        if not self.smooth or self.alpha <= 0:
+            return float("inf")
+        mu = self.alpha
+        if self.head is None and isinstance(memory, np.ndarray) and memory.size:
+            low = float(np.linalg.eigvalsh(0.5 * (memory + memory.T))[0]) / len(rows)
+            if low <= 0:
+                return float("inf")
+            mu = low
+        return float(residual) / mu
 
     # ---- curvature -------------------------------------------------------------
     def _hvp(self, theta_t, inp, y, on_head, V):

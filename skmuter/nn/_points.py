@@ -21,6 +21,9 @@ __all__ = ["AttackPoints", "row_chunks"]
 #: rows per block of random starts drawn from one seed
 _NOISE_BLOCK = 1024
 
+#: parameter vectors whose worst cases are cached
+_CACHED_VECTORS = 2
+
 
 def row_chunks(rows, size):
     """Consecutive blocks of at most ``size`` of the positions ``rows`` (arrays)."""
@@ -108,10 +111,13 @@ class AttackPoints:
                        self.noise(rows), start=start, info=info)
 
     def adversarial(self, theta, rows):
-        """Adversarial inputs of ``rows`` at ``theta``, cached for the last two vectors."""
+        """Adversarial inputs of ``rows`` at ``theta``, cached for the two vectors
+        used last (least recently used first out)."""
         key = theta_key(theta)
-        if key not in self._adv_cache:
-            if len(self._adv_cache) >= 2:
+        if key in self._adv_cache:
+            self._adv_cache[key] = self._adv_cache.pop(key)  # now the most recent
+        else:
+            if len(self._adv_cache) >= _CACHED_VECTORS:
                 self._adv_cache.pop(next(iter(self._adv_cache)))
             self._adv_cache[key] = ({}, self.params.tensor(theta))
         store, theta_t = self._adv_cache[key]
@@ -134,6 +140,20 @@ class AttackPoints:
         """``gamma/2 sum ||delta_i||^2`` of a penalised attack (its share of the objective)."""
         delta = (xa - self.x(rows)).flatten(1)
         return 0.5 * self.threat.gamma * float((delta * delta).sum())
+
+    def keep(self, theta):
+        """Mark the worst cases cached at ``theta`` as the most recently used (a
+        solver keeps its best point's while it tries others)."""
+        key = theta_key(theta)
+        if key in self._adv_cache:
+            self._adv_cache[key] = self._adv_cache.pop(key)
+
+    def retain(self, theta):
+        """Drop the worst cases cached at every parameter vector but ``theta``
+        (after a forget: nothing computed at the parameters before it stays)."""
+        key = theta_key(theta)
+        for other in [k for k in self._adv_cache if k != key]:
+            del self._adv_cache[other]
 
     def purge(self, rows):
         """Forget the cached worst cases of ``rows``."""

@@ -1,4 +1,5 @@
-"""The parameters of ``AdversarialNet``: constraints, seeding, what forgetting misses.
+"""The parameters of ``AdversarialNet``: constraints, seeding, what forgetting misses
+(parameters that forgetting leaves, a fit that did not converge).
 
 Also :func:`paper_muter`, the MUter paper's forgetter for networks.
 """
@@ -11,6 +12,7 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import (
     Interval,
     Options,
@@ -55,6 +57,7 @@ PARAMETER_CONSTRAINTS: dict = {
     "alpha": [_NoBool(numbers.Real, 0, np.inf, closed="left")],
     "train_params": [StrOptions({"all", "forget"})],
     "forgetter": [str, Forgetter],
+    "forget_tol": [_NoBool(numbers.Real, 0, np.inf, closed="neither"), None],
     "polish": ["boolean"],
     "polish_max_iter": [_NoBool(numbers.Integral, 1, None, closed="left")],
     "max_dense_params": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -87,6 +90,27 @@ def seeded(net):
     stack.enter_context(torch.random.fork_rng(devices=devices))
     torch.manual_seed(int(net.random_state))
     return stack
+
+
+def warn_unconverged(net):
+    """Warn when forgetting starts from a fit that did not converge."""
+    if getattr(net, "converged_", None) is not False:
+        return
+    info = getattr(net, "polish_info_", None) or {}
+    if net._objective().smooth:
+        attack = resolve_attack(net.attack_)
+        change = (f"raise gamma (now {attack.gamma}) well above the curvature of the loss "
+                  f"in the input, or alpha (now {net.alpha}), and refit"
+                  if hasattr(attack, "gamma") else f"raise alpha (now {net.alpha}) and refit")
+        what = (f"its polish stopped at a gradient norm of {info.get('gradient_norm', 0):.2g}"
+                + ("" if info.get("attack_converged", True)
+                   else " and the attack does not converge at it"))
+    else:
+        change = "raise polish_max_iter and refit"
+        what = "its polish was still descending when it stopped"
+    warn(f"this net's fit did not converge ({what}): there is no exact reference to forget "
+         f"towards, and retrain() solves the same problem no better; {change}.",
+         ConvergenceWarning)
 
 
 def warn_unforgotten(net):
