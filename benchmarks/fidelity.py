@@ -321,9 +321,13 @@ class RidgeReference:
                 sol = linalg.lstsq(K, rhs, lapack_driver="gelsy")[0]
         zp = np.zeros(len(h))
         zp[active] = sol[nx:]
-        polished = kkt_residual(Q, c, G, h, sol[:nx], zp)
+        xp = sol[:nx]
+        # the weights held at zero are exactly zero (the last 2d constraints)
+        d = self.d
+        xp[: 2 * d][active[-2 * d:]] = 0.0
+        polished = kkt_residual(Q, c, G, h, xp, zp)
         if polished < best[0]:
-            best = (polished, sol[:nx])
+            best = (polished, xp)
         return best[1], best[0]
 
     def theta(self, x):

@@ -638,6 +638,14 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             state = dict(state, _objectives=objectives)
         return state
 
+    def __deepcopy__(self, memo):
+        # A copy keeps the prepared passes (a pickle does not: they are derived
+        # from the inputs and rebuilt at the first forget after loading).
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
     def __setstate__(self, state):
         if "certified" in self._get_param_names():
             state.setdefault("certified", None)  # pickled before the parameter existed

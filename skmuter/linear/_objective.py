@@ -136,7 +136,7 @@ class LinearObjective(BaseObjective):
         """The prepared pass over all training rows
         (:class:`~skmuter.linear._pass.RowPass`), built once and shared
         through :attr:`pass_cache`."""
-        key = (id(self.X), id(self.threat))
+        key = "rows"
         rp = self.pass_cache.get(key)
         if rp is None or rp.source is not self.X or rp.threat is not self.threat:
             self.pass_cache.clear()

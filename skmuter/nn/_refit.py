@@ -182,8 +182,7 @@ def _bundle(ev, x, f, g, *, max_evals, length=None, tol=0.0):
     gnorm = float(np.linalg.norm(g))
     if gnorm == 0 or max_evals <= 0:
         return (f, x, g), 0, gnorm == 0
-    if not length or not np.isfinite(length):
-        length = 1e-3 * max(1.0, float(np.linalg.norm(x)))
+    length = max(length or 0.0, 1e-3 * max(1.0, float(np.linalg.norm(x))))
     mu = gnorm / length
     cuts = [(x, f, g)]
     n, stalled = 0, False
