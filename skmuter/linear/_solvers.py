@@ -250,7 +250,9 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
         # First on the support alone, where the objective is smooth: each
         # step reads the support's columns only. The pass below then checks
         # the zeros.
-        theta, steps = _support_newton(objective, theta, rows, 0.1 * tol, max_steps)
+        # (one step: from a forgetter's Newton step it converges quadratically,
+        # and the checking pass below decides whether more are needed)
+        theta, steps = _support_newton(objective, theta, rows, 0.1 * tol, 1)
     fun = _linf_split_problem(objective, rows) if linf else _smooth_problem(objective, rows)
     # the polish converges in a few steps from a good start; past that the
     # exact solver below is faster

@@ -173,7 +173,7 @@ def _bundle(ev, x, f, g, *, max_evals, length=None, tol=0.0):
     of the points evaluated nearby (their linearisation errors at the
     centre clipped at 0: the objective jumps), plus ``mu/2 ||y - x||^2``.
     A trial point that lowers the objective by a tenth of the predicted
-    decrease becomes the centre and ``mu`` halves; otherwise its plane
+    decrease (and by more than ``_BUNDLE_TOL``) becomes the centre and ``mu`` halves; otherwise its plane
     joins the model and ``mu`` doubles. The first step has the given
     ``length`` (default ``1e-3 max(1, ||x||)``). Returns ``((f, x, g),
     n_evals, stalled)``; ``stalled``: the model predicts no decrease above
@@ -197,7 +197,7 @@ def _bundle(ev, x, f, g, *, max_evals, length=None, tol=0.0):
             break
         fn, gn, xn = ev(x - agg / mu)
         n += 1
-        if fn < f and fn <= f + 0.1 * predicted:
+        if fn < f - _BUNDLE_TOL * max(1.0, abs(f)) and fn <= f + 0.1 * predicted:
             x, f, g = xn, fn, gn
             mu *= 0.5
         else:
