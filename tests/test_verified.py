@@ -246,3 +246,20 @@ def test_a_failed_commit_restores_the_inputs(digits01, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert metrics.parameter_distance(est, ref) < 1e-6
+
+
+def test_a_fit_that_stops_short_says_so(digits01, monkeypatch):
+    # The exact solver's Newton polish converges on everything small; take it away
+    # (as if it stalled) and cap L-BFGS-B.
+    from skmuter.linear import _solvers
+
+    polish = _solvers._newton_polish
+    monkeypatch.setattr(_solvers, "_newton_polish",
+                        lambda obj, theta, rows, tol, steps, fun:
+                        polish(obj, theta, rows, tol, 0, fun))
+    est = AdversarialLogisticRegression(attack=PGD(epsilon=0.1, clip=(0, 1)), alpha=1e-4,
+                                        max_iter=2)
+    with pytest.warns(ConvergenceWarning, match=r"stopped at the optimality residual .*"
+                      r"Raise max_iter \(now 2\)"):
+        est.fit(*digits01)
+    assert est.optimality_residual_ > 1e-8

@@ -218,6 +218,15 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
     kinked = obj.loss.name == "squared" and obj.threat.epsilon > 0
     if kinked and (singular or residual > max(1e3 * tol, 1e-8)):
         _warn_ill_posed(obj, residual, tol, singular)
+    elif not kinked and residual > max(1e3 * tol, 1e-8):
+        warn(
+            f"the exact solver stopped at the optimality residual {residual:.3g} > "
+            f"tol={tol:.3g} after {n_iter} iterations and {steps} Newton steps: the fit is "
+            "not the optimum, and forgetting from it has no exact reference. Raise max_iter "
+            f"(now {max_iter}) or alpha (now {obj.alpha:g}; a flat objective converges "
+            "slowly), or standardise the features.",
+            ConvergenceWarning,
+        )
     return theta, n_iter + steps, residual
 
 
