@@ -402,12 +402,17 @@ def _fractions(f):
     return f"median {np.median(f):.1e}  p90 {np.quantile(f, 0.9):.1e}  worst {f.max():.2e}"
 
 
-def _single_rows(est, ref_solve, picks):
+def _single_rows(est, ref_solve, picks, theta_full=None):
     """Forget each of ``picks`` (a row, or a batch of rows) from a fresh copy of
-    ``est``; ``ref_solve(kept)`` gives the reference's parameters."""
+    ``est``; ``ref_solve(kept)`` gives the reference's parameters.
+
+    With ``theta_full`` (the reference's fit on all rows) the fractions are
+    also returned against it as the do-nothing point, for a model whose fit
+    is far from the exact optimum.
+    """
     all_rows = np.arange(est.n_train_)
     theta_fit = _thetas(est)
-    fractions, records, distances = [], [], []
+    fractions, records, distances, exact = [], [], [], []
     for i in picks:
         kept = np.setdiff1d(all_rows, i)
         theta_ref = ref_solve(kept)
@@ -416,8 +421,12 @@ def _single_rows(est, ref_solve, picks):
         distance = np.linalg.norm(_thetas(model) - theta_ref)
         if nothing > 0:
             fractions.append(distance / nothing)
+        if theta_full is not None:
+            exact.append(distance / np.linalg.norm(theta_full - theta_ref))
         records.append(model.forget_log_[-1])
         distances.append(distance)
+    if theta_full is not None:
+        return np.array(fractions), records, distances, np.array(exact)
     return np.array(fractions), records, distances
 
 
@@ -600,10 +609,13 @@ def run_ridge_setting(name, X, y, eps, rows, successive, rng):
         worst_kkt[0] = max(worst_kkt[0], res)
         return ref.theta(x)
 
-    f, records, distances = _single_rows(est, ref_solve, rng.choice(n, size=min(rows, n),
-                                                                    replace=False))
+    f, records, distances, exact = _single_rows(
+        est, ref_solve, rng.choice(n, size=min(rows, n), replace=False), theta_ref)
     print(f"{'':<22} single rows ({len(f)}): {_fractions(f)}; QP KKT residual <= "
           f"{worst_kkt[0]:.0e}; {_log_summary(records)}")
+    if np.linalg.norm(theta_lib - theta_ref) > 1e-6:
+        print(f"{'':<22} the fit is far from the exact optimum: against the reference's "
+              f"fit on all rows as the do-nothing point, {_fractions(exact)}")
     # the QP's KKT residual over alpha: the order of the reference's own error
     print(f"{'':<22} {_bound_summary(records, distances, worst_kkt[0] / ALPHA)}")
     if successive:

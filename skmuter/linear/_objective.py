@@ -365,6 +365,10 @@ class LinearObjective(BaseObjective):
     # ---- values and gradients ---------------------------------------------
     def value(self, theta, rows):
         """Mean robust loss over ``rows`` plus the regulariser."""
+        rows = np.asarray(rows)
+        sweep = self._support_sweep(theta, rows, np.arange(0), None)
+        if sweep is not None:
+            return sweep(False)[0]
         w, _ = self.split(theta)
         total = 0.0
         for r in _chunks(rows, self.n_features):
@@ -530,9 +534,31 @@ class LinearObjective(BaseObjective):
         in one sweep over the rows (what a forgetter's memory needs)."""
         if kind == "total":
             points = "adversarial"
-        H, g = self._second_order(theta, np.asarray(rows), points, cols, ties,
-                                  total=kind == "total")
+        rows = np.asarray(rows)
+        sweep = self._support_sweep(theta, rows, cols, ties, points)
+        if sweep is not None:
+            return sweep(True)[1:]
+        H, g = self._second_order(theta, rows, points, cols, ties, total=kind == "total")
         return g, H
+
+    def _support_sweep(self, theta, rows, cols, ties, points="adversarial"):
+        """The prepared pass's sweep over the support when it applies (an
+        l_inf model at its worst case, ``cols`` free, no tied rows, most of the
+        rows): a function ``hessian -> (value, g, H)``; else None."""
+        if not (self.threat.norm == "inf" and self.threat.epsilon > 0
+                and points == "adversarial" and (ties is None or ties.rows.size == 0)):
+            return None
+        n = self.X.shape[0]
+        if cols is None or 2 * len(rows) < n:
+            return None
+        cols = np.asarray(cols)
+        w = np.asarray(theta)[: self.n_features]
+        wcols = cols[cols < self.n_features]
+        if np.any(w[wcols] == 0) or len(wcols) + np.count_nonzero(w) > 2 * _CACHED_COLUMNS:
+            return None
+        rp, y, weights, m = pass_data(self, rows)
+        theta = np.asarray(theta, dtype=np.float64)
+        return lambda hessian: rp.support_sweep(self, theta, y, weights, m, cols, hessian)
 
     def _second_order(self, theta, rows, points, cols, ties, total):
         """``(H, g)``: ``sum d_ww l`` (plus, when ``total``, the l_2 worst case's

@@ -64,6 +64,7 @@ class RowPass:
         self.is_sparse = sparse.issparse(self.X)
         self._own_copy = self.X is not X
         self._columns = {}
+        self._rooms = {}
 
     def columns(self, cols):
         """Dense ``X[:, cols]`` over all rows (a few columns: the support of an
@@ -87,6 +88,10 @@ class RowPass:
         rows = np.asarray(rows)
         for block in self._columns.values():
             block[rows] = 0.0
+        for bound in self._rooms.values():
+            for M in (bound.P, bound.Q):
+                if isinstance(M, np.ndarray) and M.ndim == 2:
+                    M[rows] = 0.0
         if self._own_copy:
             _zero_csr_rows(self.X, rows)
         # otherwise X is the estimator's own array, purged by the estimator
@@ -101,6 +106,75 @@ class RowPass:
                 # the rows' entries become the column constants: their room
                 # then tells nothing of them (their weight is 0 in every pass)
                 _zero_csr_rows(M.S, rows)
+
+    def support_rooms(self, cols):
+        """The l_inf worst case on the columns ``cols`` of all rows (a
+        ``BoundThreat``, cached with the columns)."""
+        cols = np.asarray(cols)
+        key = cols.tobytes()
+        bound = self._rooms.get(key)
+        if bound is None:
+            if len(self._rooms) >= 4:
+                self._rooms.pop(next(iter(self._rooms)))
+            bound = self._rooms[key] = bind(self.threat, self.columns(cols), cols=cols)
+        return bound
+
+    def support_sweep(self, obj, theta, y, weights, m, cols, hessian=True):
+        """``(value, g, H)`` of an l_inf objective over the rows of ``weights``:
+        the mean objective (regulariser and linear term included), and the
+        summed gradient and Hessian on ``cols`` (regulariser shares included),
+        from the cached columns of the support and ``cols`` only.
+
+        The l_inf worst case is piecewise constant in ``w``, so on the free
+        coordinates the Hessian is that of the loss at the worst-case points;
+        ``cols`` must be free coordinates (no zero weight) or the intercept.
+        """
+        d = obj.n_features
+        w = theta[:d]
+        b = float(theta[d]) if obj.fit_intercept else 0.0
+        cols = np.asarray(cols)
+        wcols = cols[cols < d]
+        intercept = bool(obj.fit_intercept and np.any(cols == d))
+        support = np.union1d(np.flatnonzero(w), wcols)
+        XS = self.columns(support)
+        bound = self.support_rooms(support)
+        wS = w[support]
+        up, down = bound.linf_shifts(np.maximum(wS, 0.0), np.maximum(-wS, 0.0))
+        z = XS @ wS + b
+        loss = obj.loss
+        s = loss.direction(z, y, up, down)
+        z = z + s * np.where(s > 0, up, down)
+        values = loss.value(z, y)
+        value = float((values if weights is None else values * weights).sum())
+        if obj.linear_term is not None:
+            value += float(obj.linear_term @ theta)
+        value = value / m + 0.5 * obj.alpha * float(w @ w)
+        if not hessian:
+            return value, None, None
+        where = np.searchsorted(support, wcols)
+        full = len(where) == len(support)
+        P, Q = bound.P, bound.Q
+        if np.ndim(P) == 2 and not full:
+            P, Q = P[:, where], Q[:, where]
+        # every column here is free (w_j != 0): the adversary takes the top of
+        # its room where s w_j > 0, the bottom where s w_j < 0
+        up_side = (s[:, None] * np.sign(wS[where])[None, :]) > 0
+        xa = (XS if full else XS[:, where]) + np.where(up_side, Q, -P)
+        if intercept:
+            xa = np.hstack([xa, np.ones((xa.shape[0], 1))])
+        g1 = loss.d1(z, y)
+        if weights is not None:
+            g1 = g1 * weights
+        g = xa.T @ g1 + obj.regulariser_grad(theta, m, cols)
+        H = None
+        if hessian:
+            c = loss.d2(z, y)
+            if weights is not None:
+                c = c * weights
+            H = xa.T @ (c[:, None] * xa)
+            idx = np.arange(H.shape[0])
+            H[idx, idx] += obj.regulariser_diag(m, cols)
+        return value, g, H
 
     def linf_column_sums(self, up_side, down_side):
         """``(X^T g, A, B)`` for per-row loss derivatives split by the
