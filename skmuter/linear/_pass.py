@@ -66,19 +66,24 @@ class RowPass:
         self._columns = {}
         self._rooms = {}
 
+    def _cached(self, cache, cols, build):
+        """``build(cols)`` for the columns ``cols``, kept in ``cache`` (the last
+        few supports)."""
+        cols = np.asarray(cols)
+        key = cols.tobytes()
+        value = cache.get(key)
+        if value is None:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            value = cache[key] = build(cols)
+        return value
+
     def columns(self, cols):
         """Dense ``X[:, cols]`` over all rows (a few columns: the support of an
         l_inf model), cached until the support changes."""
-        cols = np.asarray(cols)
-        key = cols.tobytes()
-        block = self._columns.get(key)
-        if block is None:
-            if len(self._columns) >= 4:
-                self._columns.pop(next(iter(self._columns)))
-            X = self.X
-            block = X[:, cols].toarray() if self.is_sparse else np.ascontiguousarray(X[:, cols])
-            self._columns[key] = block
-        return block
+        X = self.X
+        return self._cached(self._columns, cols, lambda c: X[:, c].toarray()
+                            if self.is_sparse else np.ascontiguousarray(X[:, c]))
 
     def purge(self, rows):
         """Erase ``rows`` from every array derived from the inputs (in place:
@@ -110,14 +115,8 @@ class RowPass:
     def support_rooms(self, cols):
         """The l_inf worst case on the columns ``cols`` of all rows (a
         ``BoundThreat``, cached with the columns)."""
-        cols = np.asarray(cols)
-        key = cols.tobytes()
-        bound = self._rooms.get(key)
-        if bound is None:
-            if len(self._rooms) >= 4:
-                self._rooms.pop(next(iter(self._rooms)))
-            bound = self._rooms[key] = bind(self.threat, self.columns(cols), cols=cols)
-        return bound
+        return self._cached(self._rooms, cols,
+                            lambda c: bind(self.threat, self.columns(c), cols=c))
 
     def support_sweep(self, obj, theta, y, weights, m, cols, hessian=True):
         """``(value, g, H)`` of an l_inf objective over the rows of ``weights``:
