@@ -220,7 +220,7 @@ class BaseObjective:
         """Check ``theta`` on ``rows`` and correct it until the residual is <= ``tol``.
 
         The verification step of every forget: the optimality residual
-        (:meth:`gradient_residual`) of the objective over the kept ``rows`` at
+        (``gradient_residual``) of the objective over the kept ``rows`` at
         the forgetter's proposal ``theta`` and, when it is above ``tol``,
         warm-started steps from there. ``start`` is the model before the
         request (a step must never make the kept rows' objective worse than

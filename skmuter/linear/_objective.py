@@ -73,7 +73,7 @@ class LinearObjective(BaseObjective):
         the forgetters take away.
     refiner : callable, optional
         The solver's warm-started correction steps (see
-        :func:`skmuter.linear._solvers.refine_exact`), used by
+        ``skmuter.linear._solvers.refine_exact``), used by
         :meth:`~skmuter._objective.BaseObjective.refine`.
     sample_weight : ndarray of shape (n_samples,), optional
         Non-negative row weights (shared, not copied); None: every row weighs 1.
@@ -134,7 +134,7 @@ class LinearObjective(BaseObjective):
 
     def row_pass(self):
         """The prepared pass over all training rows
-        (:class:`~skmuter.linear._pass.RowPass`), built once and shared
+        (``skmuter.linear._pass.RowPass``), built once and shared
         through :attr:`pass_cache`."""
         key = "rows"
         rp = self.pass_cache.get(key)
