@@ -10,6 +10,10 @@ The honest yardsticks (the MUter paper's, made exact):
 * :func:`gradient_residual` is the norm of the minimal subgradient of the
   remaining robust objective at the current parameters (0 at the exact
   retrain, the paper's verification criterion);
+* :func:`objective_gap_fraction` is ``(R(u) - R(r)) / (R(0) - R(r))`` with
+  ``R`` the robust objective of the kept rows: the same scale as the
+  residual fraction, in objective values (what a kinked objective, a network
+  under PGD, can be judged by);
 * :func:`robust_accuracy` is accuracy under the exact worst case of the
   training threat model, or under a given attack;
 * :func:`forget_report` gathers all of them for one unlearned model.
@@ -41,10 +45,12 @@ __all__ = [
     "forget_report",
     "gradient_residual",
     "membership_audit",
+    "objective_gap_fraction",
     "parameter_distance",
     "residual_fraction",
     "retrain",
     "robust_accuracy",
+    "robust_objective",
 ]
 
 
@@ -154,6 +160,113 @@ def residual_fraction(unlearned, original, retrained):
     if nothing == 0:
         return float("nan")
     return parameter_distance(unlearned, retrained) / nothing
+
+
+def _final(est):
+    check_is_fitted(est)
+    return est[-1] if isinstance(est, Pipeline) else est
+
+
+def _problem_params(est):
+    """The parameter vector of each training problem of ``est``, in the order
+    of ``training_objective()``."""
+    est = _final(est)
+    if hasattr(est, "forgetting_params"):
+        return [np.asarray(est.forgetting_params(), dtype=np.float64)]
+    W = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
+    b = np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64))
+    if getattr(est, "fit_intercept", True):
+        return [np.concatenate([W[k], [b[k]]]) for k in range(W.shape[0])]
+    return [W[k].copy() for k in range(W.shape[0])]
+
+
+def robust_objective(est, params_from=None):
+    """The robust training objective of the rows ``est`` has not forgotten.
+
+    The mean over the kept rows of the worst-case loss plus the penalty, as
+    ``est.training_objective()`` defines it (summed over one-vs-rest
+    problems), at the parameters of ``params_from`` (default: ``est``
+    itself). A network's worst case is its deterministic attack.
+
+    Parameters
+    ----------
+    est : fitted skmuter estimator or ForgetPipeline
+        Defines the objective and the kept rows (a pipeline: its final
+        estimator on its transformed rows).
+    params_from : fitted estimator of the same shape, default=None
+
+    Returns
+    -------
+    value : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmuter import AdversarialRidge
+    >>> X = np.arange(20.0).reshape(10, 2); y = X.sum(axis=1)
+    >>> est = AdversarialRidge(alpha=1.0).fit(X, y)
+    >>> robust_objective(est) <= robust_objective(est, AdversarialRidge(alpha=1.0).fit(X, -y))
+    True
+    """
+    final = _final(est)
+    objectives = final.training_objective()
+    thetas = _problem_params(final if params_from is None else params_from)
+    if len(thetas) != len(objectives) or any(
+            t.shape != (o.n_params,) for t, o in zip(thetas, objectives)):
+        raise ValueError("the estimators have different parameter shapes.")
+    if hasattr(final, "remaining_rows"):
+        rows = np.asarray(final.remaining_rows())
+    else:
+        kept = np.ones(final.n_train_, dtype=bool)
+        kept[final.forgotten_] = False
+        rows = np.flatnonzero(kept)
+    return float(sum(o.value(t, rows) for o, t in zip(objectives, thetas)))
+
+
+def objective_gap_fraction(unlearned, original, retrained):
+    """``(R(u) - R(r)) / (R(0) - R(r))``: 0 as good as the retrain, 1 do-nothing.
+
+    ``R`` is the robust objective of the rows ``unlearned`` keeps
+    (:func:`robust_objective`, regulariser included), at the parameters of
+    the unlearned model ``u``, of the retrain ``r`` and of the model before
+    forgetting ``0``. Below 0 the forget reached a lower objective than the
+    retrain; above 1 it raised the kept rows' objective above doing nothing.
+    It needs no parameter distance, so it also judges models whose objective
+    has no unique minimiser within the solver's precision (a network under
+    PGD or FGSM, whose worst case jumps with the parameters): read it
+    together with that precision, since ``R(0) - R(r)`` of a small removal
+    can be below it.
+
+    Parameters
+    ----------
+    unlearned : fitted estimator after ``forget``
+    original : fitted estimator before ``forget`` (a copy)
+    retrained : estimator retrained on the remaining rows
+
+    Returns
+    -------
+    fraction : float
+        ``nan`` when the original's objective equals the retrain's.
+
+    Examples
+    --------
+    >>> import copy
+    >>> from sklearn.datasets import load_digits
+    >>> from skmuter import AdversarialLogisticRegression
+    >>> from skmuter.metrics import objective_gap_fraction, retrain
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> est = AdversarialLogisticRegression(alpha=1e-2).fit(X / 16, y)
+    >>> before = copy.deepcopy(est)
+    >>> ref = retrain(est.forget(list(range(20))))
+    >>> abs(objective_gap_fraction(est, before, ref)) < 1e-6  # checked: the retrain's value
+    True
+    """
+    r_u = robust_objective(unlearned)
+    r_0 = robust_objective(unlearned, original)
+    r_r = robust_objective(unlearned, retrained)
+    if r_0 == r_r:
+        return float("nan")
+    return (r_u - r_r) / (r_0 - r_r)
 
 
 def gradient_residual(est):

@@ -62,7 +62,8 @@ The parts live beside this module: the flat parameters and the head
 (:mod:`~skmuter.nn._params`), the attacked points and their cache
 (:mod:`~skmuter.nn._points`), the head's closed forms and the penalised
 factors (:mod:`~skmuter.nn._head`), and the exact refit
-(:mod:`~skmuter.nn._refit`, bound as the ``refitter``).
+and the check of a forget
+(:mod:`~skmuter.nn._refit`, bound as the ``refitter`` and the ``refiner``).
 """
 
 from __future__ import annotations
@@ -287,12 +288,13 @@ class NetObjective(BaseObjective):
            ``start -> theta`` is shortened by a safeguarded line search; a
            point whose value exceeds ``value(start)`` is never accepted (if no
            shorter step does better, the result starts from ``start``);
-        2. *correction*, while the gradient residual exceeds ``tol``, at most
-           ``max_steps`` evaluations: on a smooth objective (:attr:`smooth`)
-           Newton steps with the forgetter's curvature ``memory`` (the kept
-           rows' total Hessian, dense) as the matrix, each checked by a line
-           search; under a hard-ball attack the proximal bundle steps of the
-           exact retrain's final polish, warm-started, which descend on the
+        2. *correction*, while the gradient residual exceeds ``tol`` (at
+           most ``max_steps`` trial points with those of step 1): on a
+           smooth objective (:attr:`smooth`) Newton steps with the
+           forgetter's curvature ``memory`` (the kept rows' total Hessian,
+           dense) as the matrix, each checked by a line search; under a
+           hard-ball attack the proximal bundle steps of the exact
+           retrain's final polish, warm-started, which descend on the
            kinked objective and stop when no nearby point is lower.
 
         Every evaluated point is published (rounded to the network's
@@ -300,8 +302,9 @@ class NetObjective(BaseObjective):
         :meth:`gradient_residual` at the returned parameters. Under a
         hard-ball attack the residual stays near its value at the fitted
         model (the gradient does not vanish at a kink), so ``tol`` is
-        reached only on smooth objectives; the guarantee there is the value:
-        never above doing nothing. ``tol=None`` only measures.
+        reached only on smooth objectives; the guarantee under a hard-ball
+        attack is the value: never above doing nothing. ``tol=None`` only
+        measures.
 
         Returns
         -------

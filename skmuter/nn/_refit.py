@@ -51,16 +51,20 @@ _REFIT_TOL = 1e-9
 CONVERGED_TOL = 1e-6
 
 #: most evaluations of the bundle polish after L-BFGS (hard-ball attacks)
-_POLISH_STEPS = 60
+_POLISH_STEPS = 200
 
 #: most trial points of the step control along a forgetter's step
 _MAX_BACKTRACK = 8
+
+#: a round of L-BFGS and polish that lowers the objective by less than this
+#: (relative) ends the refit under a hard-ball attack
+_ROUND_GAIN = 1e-7
 
 #: cuts kept by the bundle
 _BUNDLE_SIZE = 25
 
 #: the bundle stops when its model predicts a decrease below this (mean objective)
-_BUNDLE_TOL = 1e-9
+_BUNDLE_TOL = 1e-8
 
 
 class _Evaluator:
@@ -146,8 +150,9 @@ def _project_simplex(v):
     return np.maximum(v - css[rho] / (rho + 1.0), 0.0)
 
 
-def _simplex_qp(Q, e, iters=400):
-    """``argmin 1/2 l.Q.l + e.l`` over the simplex (accelerated projected gradient)."""
+def _simplex_qp(Q, e, start=None, iters=400):
+    """``argmin 1/2 l.Q.l + e.l`` over the simplex (accelerated projected
+    gradient from ``start``, stopped when the iterates settle)."""
     k = len(e)
     if k == 1:
         return np.ones(1)
@@ -156,13 +161,16 @@ def _simplex_qp(Q, e, iters=400):
         out = np.zeros(k)
         out[int(np.argmin(e))] = 1.0
         return out
-    lam = np.full(k, 1.0 / k)
+    lam = np.full(k, 1.0 / k) if start is None or len(start) != k else start.copy()
     z, t = lam.copy(), 1.0
     for _ in range(iters):
         new = _project_simplex(z - (Q @ z + e) / L)
         t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
         z = new + ((t - 1.0) / t_new) * (new - lam)
+        settled = float(np.abs(new - lam).max()) < 1e-10
         lam, t = new, t_new
+        if settled:
+            break
     return lam
 
 
@@ -173,11 +181,12 @@ def _bundle(ev, x, f, g, *, max_evals, length=None, tol=0.0):
     of the points evaluated nearby (their linearisation errors at the
     centre clipped at 0: the objective jumps), plus ``mu/2 ||y - x||^2``.
     A trial point that lowers the objective by a tenth of the predicted
-    decrease (and by more than ``_BUNDLE_TOL``) becomes the centre and ``mu`` halves; otherwise its plane
-    joins the model and ``mu`` doubles. The first step has the given
-    ``length`` (default ``1e-3 max(1, ||x||)``). Returns ``((f, x, g),
-    n_evals, stalled)``; ``stalled``: the model predicts no decrease above
-    ``_BUNDLE_TOL`` (the polish ended by itself).
+    decrease (and by more than ``_BUNDLE_TOL``) becomes the centre and
+    ``mu`` halves; otherwise its plane joins the model and ``mu`` doubles.
+    The first step has the given ``length``, at least ``1e-3 max(1,
+    ||x||)``. Returns ``((f, x, g), n_evals, stalled)``; ``stalled``: the
+    model predicts no decrease above ``_BUNDLE_TOL`` (the polish ended by
+    itself).
     """
     gnorm = float(np.linalg.norm(g))
     if gnorm == 0 or max_evals <= 0:
@@ -185,11 +194,13 @@ def _bundle(ev, x, f, g, *, max_evals, length=None, tol=0.0):
     length = max(length or 0.0, 1e-3 * max(1.0, float(np.linalg.norm(x))))
     mu = gnorm / length
     cuts = [(x, f, g)]
-    n, stalled = 0, False
+    n, stalled, lam = 0, False, None
     while n < max_evals and float(np.linalg.norm(g)) > tol:
         G = np.array([c[2] for c in cuts])
         e = np.array([max(f - fj - gj @ (x - xj), 0.0) for xj, fj, gj in cuts])
-        lam = _simplex_qp(G @ G.T / mu, e)
+        if lam is not None and len(lam) < len(cuts):
+            lam = np.append(lam, np.zeros(len(cuts) - len(lam)))
+        lam = _simplex_qp(G @ G.T / mu, e, lam)
         agg = G.T @ lam
         predicted = -(agg @ agg) / mu - e @ lam
         if -predicted <= _BUNDLE_TOL * max(1.0, abs(f)):
@@ -206,6 +217,7 @@ def _bundle(ev, x, f, g, *, max_evals, length=None, tol=0.0):
         if len(cuts) > _BUNDLE_SIZE:
             drop = next(i for i, c in enumerate(cuts) if c[0] is not x)
             cuts.pop(drop)
+            lam = np.delete(lam, drop)
     return (f, x, g), n, stalled
 
 
@@ -290,7 +302,7 @@ def _lbfgs(ev, x, f, g, tol, max_steps, f_cap):
 
 
 # ---- the exact refit ------------------------------------------------------------------
-def refit_head(objective, rows, theta0=None, *, tol, max_iter, polish_steps=None):
+def refit_head(objective, rows, theta0=None, *, tol, max_iter, polish_steps=_POLISH_STEPS):
     """Optimum of the robust objective over ``rows`` in ``theta`` (all else frozen).
 
     L-BFGS on ``J`` itself: every evaluation re-runs the attack at the
@@ -304,9 +316,11 @@ def refit_head(objective, rows, theta0=None, *, tol, max_iter, polish_steps=None
     Under a hard-ball attack (sign steps, or any attack on a ReLU body) the
     worst case is piecewise constant in ``theta`` with very small cells, so
     ``J`` jumps between cells and L-BFGS stops at a jump: the lowest point
-    it evaluated is then polished by proximal bundle steps (at most
-    ``polish_steps`` evaluations) until no nearby point is lower. The
-    gradient norm at such a kinked minimum stays near ``1e-3``.
+    it evaluated is then polished by proximal bundle steps until no nearby
+    point is lower, and L-BFGS restarts from the result, in rounds, while a
+    round lowers the objective (at most ``max_iter`` L-BFGS iterations and
+    ``polish_steps`` polish evaluations in all). The gradient norm at such a
+    kinked minimum stays near ``1e-3``.
 
     ``objective.refit_info_`` records ``n_iter`` (L-BFGS), ``n_evals``,
     ``polish_steps``, ``value``, ``gradient_norm``, ``message``,
@@ -326,9 +340,8 @@ def refit_head(objective, rows, theta0=None, *, tol, max_iter, polish_steps=None
         Gradient tolerance on the mean objective.
     max_iter : int
         Most L-BFGS iterations.
-    polish_steps : int, default=None
-        Most evaluations of the bundle polish (hard-ball attacks); None:
-        ``min(60, max_iter)``.
+    polish_steps : int, default=200
+        Most evaluations of the bundle polish (hard-ball attacks), in all rounds.
 
     Returns
     -------
@@ -341,27 +354,41 @@ def refit_head(objective, rows, theta0=None, *, tol, max_iter, polish_steps=None
         theta0 = obj.theta_init if obj.theta_init is not None else np.zeros(obj.n_params)
     theta = np.asarray(theta0, dtype=np.float64).copy()
     smooth = obj.smooth
-    if polish_steps is None:
-        polish_steps = min(_POLISH_STEPS, int(max_iter))
     ev = _Evaluator(obj, rows, cached=False)
 
     def fun(th):
         f, g, _ = ev(th, publish=not smooth)
         return f, g
 
-    res = minimize(fun, theta, jac=True, method="L-BFGS-B",
-                   options={"maxiter": int(max_iter), "maxcor": 30, "gtol": float(tol),
-                            "ftol": 0.0})
-    n_polish, stalled = 0, False
+    def lbfgs(x, iters):
+        return minimize(fun, x, jac=True, method="L-BFGS-B",
+                        options={"maxiter": int(iters), "maxcor": 30, "gtol": float(tol),
+                                 "ftol": 0.0})
+
+    res = lbfgs(theta, max_iter)
+    n_iter, n_polish, stalled = int(res.nit), 0, False
     if smooth:
         f, g, theta = ev(res.x)  # the published point
     else:
-        f, theta, g = ev.best
-        if float(np.linalg.norm(g)) > tol:
-            (f, theta, g), n_polish, stalled = _bundle(ev, theta, f, g, max_evals=polish_steps,
-                                                      tol=tol)
+        # Rounds of L-BFGS (restarted from the lowest point, fresh memory) and
+        # the bundle polish, while a round still lowers the objective.
+        while True:
+            f_round = ev.best[0]
+            f, theta, g = ev.best
+            if float(np.linalg.norm(g)) <= tol:
+                break
+            (f, theta, g), k, stalled = _bundle(ev, theta, f, g,
+                                                max_evals=polish_steps - n_polish, tol=tol)
+            n_polish += k
+            if n_iter >= max_iter or n_polish >= polish_steps:
+                break
+            res = lbfgs(theta, max_iter - n_iter)
+            n_iter += max(int(res.nit), 1)
+            if ev.best[0] >= f_round - _ROUND_GAIN * max(1.0, abs(f_round)):
+                f, theta, g = ev.best
+                break
     gnorm = float(np.linalg.norm(g))
-    info = {"n_iter": int(res.nit), "n_evals": ev.n_evals, "polish_steps": n_polish,
+    info = {"n_iter": n_iter, "n_evals": ev.n_evals, "polish_steps": n_polish,
             "value": float(f), "gradient_norm": gnorm, "message": str(res.message)}
     if obj.threat.penalized:
         # Trial points of the line search may lie where gamma is below the
@@ -389,7 +416,8 @@ def refit_head(objective, rows, theta0=None, *, tol, max_iter, polish_steps=None
         if not info["converged"]:
             warn(f"the exact solve of the forgotten parameters was still descending after "
                  f"{res.nit} L-BFGS iterations and {n_polish} polish steps (value "
-                 f"{f:.8g}); raise polish_max_iter.", ConvergenceWarning)
+                 f"{f:.8g}): no kinked minimum was reached; raise polish_max_iter.",
+                 ConvergenceWarning)
     obj.refit_info_ = info
     return theta
 
@@ -399,11 +427,11 @@ def refine_head(objective, theta, rows, tol, *, start=None, max_steps=20, memory
     """Check and correct a forget's proposal (see :meth:`NetObjective.refine
     <skmuter.nn.NetObjective.refine>`).
 
-    Step control along ``start -> theta``, then Newton steps with ``memory``
-    (smooth objectives) or the bundle polish of :func:`refit_head`
-    (hard-ball attacks), warm-started, while the gradient residual exceeds
-    ``tol`` and at most ``max_steps`` evaluations. No accepted point has a
-    value above ``value(start)``.
+    Step control along ``start -> theta`` (at most 8 trial points), then
+    Newton steps with ``memory`` (smooth objectives) or the bundle polish of
+    :func:`refit_head` (hard-ball attacks), warm-started, while the gradient
+    residual exceeds ``tol``: at most ``max_steps`` trial points in all. No
+    accepted point has a value above ``value(start)``.
 
     Returns
     -------
@@ -427,12 +455,13 @@ def refine_head(objective, theta, rows, tol, *, start=None, max_steps=20, memory
         f_cap = f0
         if not f <= f0:
             (f, theta, g), n, length = _backtrack(ev, start, f0, g0, theta - start, f)
-    if float(np.linalg.norm(g)) > tol and max_steps > 0:
+    left = max_steps - n
+    if float(np.linalg.norm(g)) > tol and left > 0:
         if obj.smooth:
-            (f, theta, g), k = _newton(ev, theta, f, g, tol, max_steps, memory, f_cap)
+            (f, theta, g), k = _newton(ev, theta, f, g, tol, left, memory, f_cap)
         else:
-            (f, theta, g), k, _ = _bundle(ev, theta, f, g, max_evals=max_steps,
-                                          length=length, tol=tol)
+            (f, theta, g), k, _ = _bundle(ev, theta, f, g, max_evals=left, length=length,
+                                          tol=tol)
         n += k
     obj.attack_points.keep(theta)  # the rebuilt forgetter state reuses its worst cases
     return theta, obj.gradient_residual(theta, rows), n
