@@ -227,7 +227,8 @@ def test_every_forgetter_runs_and_moves(fitted, name, digits):
 
 def test_batch_equals_successive_requests(fitted):
     # linearised once at the fitted point (Algorithm 1), the order does not matter
-    fitted = copy.deepcopy(fitted).set_params(forgetter=MUter(linearization="fitted"))
+    fitted = copy.deepcopy(fitted).set_params(forgetter=MUter(linearization="fitted"),
+                                              forget_tol=None)
     a = quiet_forget(copy.deepcopy(fitted), [4, 11, 30])
     b = quiet_forget(copy.deepcopy(fitted), [4, 11, 30], method="partial_forget")
     c = quiet_forget(quiet_forget(copy.deepcopy(fitted), [11]), [4, 30])
@@ -252,7 +253,7 @@ def test_retrain_forgetter_solves_the_remaining_problem(fitted):
     # Forgetting changed the optimum: the fitted parameters are not stationary there.
     before = copy.deepcopy(fitted)
     before.forgotten_ = np.array([0, 2])
-    assert before.gradient_residual() > 5 * net.gradient_residual()
+    assert before.gradient_residual() > 2 * net.gradient_residual()
 
 
 @pytest.mark.parametrize("bad, err", [
