@@ -628,7 +628,9 @@ def test_forget_by_label_removes_the_labelled_rows(labels):
     by_label.forget(chosen[:2], by="label").partial_forget(chosen[2:], by="label")
     by_position.forget([4, 17]).partial_forget([200])
     assert_array_equal(by_label.forgotten_, [4, 17, 200])
-    assert_array_equal(by_label[-1].coef_, by_position[-1].coef_)
+    # the same requests (a DataFrame's memory layout may change the last bit)
+    np.testing.assert_allclose(by_label[-1].coef_, by_position[-1].coef_, rtol=1e-12,
+                               atol=1e-15)
     # The labels of forgotten rows are purged; unknown labels raise; nothing changes.
     assert not set(chosen) & set(by_label._label_index)
     before = _state(by_label)
