@@ -166,10 +166,12 @@ class ForgetMixin:
         """Forget training rows as successive single-row requests, in the given order.
 
         This is the unit of the MUter paper's Algorithm 1 (each request updates
-        the memory before the next). For forgetters linearised at the fitted
-        point (MUter, Newton, Fisher) the result equals :meth:`forget` of the
-        same rows. All-or-nothing and refused after a change of parameters
-        like :meth:`forget`.
+        the memory before the next). Each request is checked to ``forget_tol``
+        and the forgetter rebased at its result, so the result agrees with
+        :meth:`forget` of the same rows within the logged distance bounds
+        (exactly, for forgetters with ``linearization='fitted'`` and
+        ``forget_tol=None``). All-or-nothing and refused after a change of
+        parameters like :meth:`forget`.
 
         Parameters
         ----------

@@ -1,13 +1,15 @@
 """Newton-type forgetters: MUter and its comparators (Newton, Influence, Fisher).
 
-All of them take one step from the fitted parameters ``theta*``:
+All of them take one Newton-type step from the point their state is based at:
 
-    A dtheta = G,   theta_u = theta* + dtheta,
+    A dtheta = G,   theta_u = theta_0 + dtheta,
 
-where ``G`` accumulates, over every request so far, the summed per-sample
-gradients (regulariser share included) of the removed rows at ``theta*``, and
-``A`` is a curvature matrix summed over rows. Everything stays linearised at
-``theta*`` (the MUter paper's Algorithm 1), so ``forget(A + B)`` and
+where ``G`` is the removed rows' summed gradient at ``theta_0`` plus what is
+left of the kept rows' gradient there, and ``A`` a curvature matrix summed
+over rows. By default (``linearization='published'``) the estimator rebases
+the state at every published model (:meth:`Forgetter.rebase`), after checking
+the result; with ``linearization='fitted'`` everything stays linearised at the
+fitted ``theta*`` (the MUter paper's Algorithm 1), so ``forget(A + B)`` and
 ``forget(A)`` then ``forget(B)`` give the same parameters for every forgetter
 except Influence, whose matrix depends on the request order.
 
@@ -49,10 +51,12 @@ def _n_rows(objective, rows):
 class _NewtonType(Forgetter):
     """The Newton step; subclasses fix the curvature kind, the points and the support.
 
-    State after :meth:`prepare`: ``theta0_`` (the fitted point), ``cols_``
-    (the coordinates the step moves), ``grad_`` (the removed rows' summed
-    gradient so far), ``memory_`` (dense curvature of the kept rows, or None
-    for matrix-free objectives), ``n_remaining_``, and with the exact total
+    State after :meth:`prepare`: ``theta0_`` (the point it is based at: the
+    published model, or the fitted one with ``linearization='fitted'``),
+    ``cols_`` (the coordinates the step moves), ``grad_`` (minus the kept
+    rows' gradient at ``theta0_``, plus the removed rows' so far when fitted),
+    ``memory_`` (dense curvature of the kept rows, or None for matrix-free
+    objectives), ``n_remaining_``, and with the exact total
     Hessian ``kinks_`` (the objective's kink model) and ``zeros_``
     (:class:`~._zeros.Zeros`), None when the objective has none.
     """
