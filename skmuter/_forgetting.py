@@ -96,6 +96,12 @@ def prepare_states(template, objectives, thetas, rows):
     return [clone(template).prepare(obj, theta, rows) for obj, theta in zip(objectives, thetas)]
 
 
+def _passes(objectives):
+    """Passes over rows in chunks so far (None for in-memory objectives)."""
+    counts = [getattr(o, "n_passes", None) for o in objectives]
+    return None if any(c is None for c in counts) else int(sum(counts))
+
+
 def _same_params(a, b):
     if a is None or type(a) is not type(b):
         return False
@@ -109,7 +115,7 @@ class ForgetMixin:
     #: set by a class whose ``retrain`` refits with the fitted parameters
     _keep_fit_params = False
 
-    def forget(self, indices, by="position"):
+    def forget(self, indices, by="position", *, X=None, y=None, sample_weight=None):
         """Forget training rows as one batch request.
 
         The call is all-or-nothing: on any error (a bad request, the
@@ -137,6 +143,13 @@ class ForgetMixin:
             given to ``fit``.
         by : {'position', 'label'}, default='position'
             How ``indices`` name the rows.
+        X, y : array-like, optional
+            The content of the rows, in the order of ``indices``, for a model
+            that keeps no training rows (``keep_data=False``, or a model
+            fitted on a Dask collection and loaded from a pickle); refused by
+            a model that keeps them. The rows must be those given to ``fit``.
+        sample_weight : array-like, optional
+            Their weights, when the model was fitted with ``sample_weight``.
 
         Returns
         -------
@@ -157,12 +170,13 @@ class ForgetMixin:
         array([3, 7])
         """
         def call():
-            rows = self._validate_request(self._positions(indices, by))
+            rows = self._validate_request(self._positions(indices, by),
+                                          content=(X, y, sample_weight))
             return self._run_requests([np.sort(rows)])
 
         return _transaction(self, call, share=("_forgetter_states",))
 
-    def partial_forget(self, indices, by="position"):
+    def partial_forget(self, indices, by="position", *, X=None, y=None, sample_weight=None):
         """Forget training rows as successive single-row requests, in the given order.
 
         This is the unit of the MUter paper's Algorithm 1 (each request updates
@@ -180,13 +194,17 @@ class ForgetMixin:
             of the training DataFrame's index with ``by='label'``.
         by : {'position', 'label'}, default='position'
             How ``indices`` name the rows.
+        X, y, sample_weight : array-like, optional
+            The content of the rows for a model that keeps none (see
+            :meth:`forget`).
 
         Returns
         -------
         self : object
         """
         def call():
-            rows = self._validate_request(self._positions(indices, by))
+            rows = self._validate_request(self._positions(indices, by),
+                                          content=(X, y, sample_weight))
             return self._run_requests([np.array([r]) for r in rows])
 
         return _transaction(self, call, share=("_forgetter_states",))
@@ -213,6 +231,10 @@ class ForgetMixin:
         """
         with estimator_lock(self):
             return self._validate_request(self._positions(indices, by))
+
+    def _keeps_rows(self):
+        """Whether the model can read its kept training rows (a pass)."""
+        return True
 
     def _forget_tolerance(self):
         """The target optimality residual of every request (None: no check)."""
@@ -242,12 +264,19 @@ class ForgetMixin:
             self._train_index = index
 
     # ---- validation -----------------------------------------------------------------
-    def _validate_request(self, indices):
+    def _validate_request(self, indices, content=(None, None, None)):
         check_is_fitted(self)
         self._check_fitted_settings()
         rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
+        self._accept_rows(rows, *content)
         self._check_request_classes(kept)
         return rows
+
+    def _accept_rows(self, rows, X, y, sample_weight):
+        """The content of the requested rows, for a model that keeps none."""
+        if X is not None or y is not None or sample_weight is not None:
+            raise ValueError("this model keeps its training rows: forget(indices) takes no "
+                             "X, y or sample_weight.")
 
     def _check_fitted_settings(self):
         fitted = getattr(self, "_fitted_settings", None)
@@ -277,7 +306,14 @@ class ForgetMixin:
         thetas = self._get_thetas()
         objectives = self._forget_objectives()
         precompute = 0.0
+        has_rows = self._keeps_rows()
         if self._forgetter_states is None or not _same_params(self.forgetter_, template):
+            if not has_rows:
+                raise ValueError(
+                    f"this model keeps no training rows: its forgetter "
+                    f"{self.forgetter_!r} was prepared at fit and cannot be switched to "
+                    f"{template!r} (set forgetter back, or refit with the new forgetter)."
+                )
             if self.forgotten_.size and not template.rebases:
                 raise ValueError(
                     f"the forgetter {template!r} is linearised at the fitted model and rows "
@@ -288,12 +324,18 @@ class ForgetMixin:
             precompute = time.perf_counter() - t0
         else:
             states = copy.deepcopy(self._forgetter_states)
-        tol = self._forget_tolerance()
+        tol = self._forget_tolerance() if has_rows else None
+        passes0 = _passes(objectives)
         records = []
         for req in requests:
             kept[req] = False
-            remaining = np.flatnonzero(kept)
             t0 = time.perf_counter()
+            # the kept rows as indices only where something reads them (a
+            # check, a forgetter whose request reads them): a request that
+            # needs no pass costs nothing that grows with the rows
+            need_rows = has_rows and (tol is not None
+                                      or any(s.needs_rows for s in states))
+            remaining = np.flatnonzero(kept) if need_rows else None
             solve = update = check = 0.0
             new, residuals, bounds, steps = [], [], [], 0
             for k, (obj, state) in enumerate(zip(objectives, states)):
@@ -310,7 +352,16 @@ class ForgetMixin:
                 t2 = time.perf_counter()
                 if tol is not None:
                     check += t2 - t1
-                states[k] = state = state.rebase(obj, theta, remaining)
+                    states[k] = state = state.rebase(obj, theta, remaining)
+                else:
+                    # unchecked: based at the result along the step's own
+                    # quadratic model, without a pass where it carries over
+                    advanced = state.advance(obj, theta)
+                    if advanced is None and has_rows:
+                        if remaining is None:
+                            remaining = np.flatnonzero(kept)
+                        advanced = state.rebase(obj, theta, remaining)
+                    states[k] = state = state if advanced is None else advanced
                 t3 = time.perf_counter()
                 update += t3 - t2
                 if tol is not None:
@@ -334,6 +385,12 @@ class ForgetMixin:
                                            if bounds else None),
                 "refine_steps": steps,
             }
+            if not has_rows:
+                record["check_skipped"] = "the model keeps no training rows"
+            if passes0 is not None:
+                passes = _passes(objectives)
+                record["n_passes"] = passes - passes0
+                passes0 = passes
             record["total_time"] = time.perf_counter() - t0 + record["precompute_time"]
             records.append(record)
             if tol is not None and record["optimality_residual"] > tol:

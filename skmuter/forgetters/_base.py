@@ -51,6 +51,15 @@ class Forgetter(BaseEstimator):
         """The state for the next request, based at ``theta`` over ``rows``."""
         return self.prepare(objective, theta, rows) if self.rebases else self
 
+    #: whether a request reads the kept rows (else only the removed ones)
+    needs_rows = True
+
+    def advance(self, objective, theta):
+        """The state for the next request based at ``theta`` without reading
+        the rows, or None where that is not possible (see
+        :meth:`skmuter.forgetters.MUter.advance`)."""
+        return self if not self.rebases else None
+
     def label(self) -> str:
         """Name for logs and tables, e.g. ``'newton-delta'``."""
         return self.name

@@ -16,7 +16,9 @@ except Influence, whose matrix depends on the request order.
 Dense objectives (linear models) keep the memory ``M_r`` (curvature of the
 rows still in the model) as a matrix: a request subtracts its rows'
 curvature. Matrix-free objectives (networks) rebuild the operator over the
-remaining rows and solve by conjugate gradients. With the exact total Hessian
+remaining rows and solve by conjugate gradients, except a large linear head,
+whose curvature keeps its own factors (:class:`FactoredCurvature`): built once,
+downdated per request, solved by preconditioned conjugate gradients. With the exact total Hessian
 the step also respects the objective's non-smooth parts, through its
 capabilities: the rows on a kink (:mod:`skmuter.linear._kinks`) and the pinned
 zeros (:mod:`skmuter.forgetters._zeros`). The paper's own form lives in
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import time
 from numbers import Integral, Real
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -39,6 +42,22 @@ from ._paper import PaperForm
 from ._zeros import Zeros
 
 _DAMPING = [Interval(Real, 0, None, closed="left")]
+
+
+@runtime_checkable
+class FactoredCurvature(Protocol):
+    """A matrix-free curvature that keeps its own factors (a network's large head,
+    :class:`skmuter.nn._kron.HeadCurvature`): the forgetter's memory is built
+    once and downdated per request instead of rebuilt over the kept rows."""
+
+    def without(self, rows):
+        """The curvature without the terms of ``rows``."""
+
+    def shifted(self, lam):
+        """The curvature plus ``lam`` on the diagonal."""
+
+    def solve(self, rhs):
+        """``(x, info)`` with ``A x = rhs`` (preconditioned CG; ``info`` records it)."""
 
 
 def _n_rows(objective, rows):
@@ -55,8 +74,11 @@ class _NewtonType(Forgetter):
     published model, or the fitted one with ``linearization='fitted'``),
     ``cols_`` (the coordinates the step moves), ``grad_`` (minus the kept
     rows' gradient at ``theta0_``, plus the removed rows' so far when fitted),
-    ``memory_`` (dense curvature of the kept rows, or None for matrix-free
-    objectives), ``n_remaining_``, and with the exact total
+    ``memory_`` (dense curvature of the kept rows, a :class:`FactoredCurvature`
+    for a network's large head, or None for other matrix-free objectives),
+    ``n_remaining_``, ``solve_info_`` (after a request with a
+    :class:`FactoredCurvature`: its preconditioned CG's tolerance, iterations
+    and final residual, also returned with the timings), and with the exact total
     Hessian ``kinks_`` (the objective's kink model) and ``zeros_``
     (:class:`~._zeros.Zeros`), None when the objective has none.
     """
@@ -88,6 +110,7 @@ class _NewtonType(Forgetter):
         self._validate_params()
         theta = np.asarray(theta, dtype=np.float64)
         self.theta0_ = theta.copy()
+        self._model_grad = None
         if self._restrict():
             self.cols_ = np.flatnonzero(objective.free_mask(theta))
         else:
@@ -133,7 +156,33 @@ class _NewtonType(Forgetter):
         else:
             self.grad_ = np.zeros(len(self.cols_))
         self.dense_ = isinstance(M, np.ndarray)
-        self.memory_ = M if self.dense_ else None
+        self.memory_ = M if self.dense_ or isinstance(M, FactoredCurvature) else None
+        return self
+
+    @property
+    def needs_rows(self):
+        """Whether a request reads the kept rows (matrix-free curvature other
+        than a :class:`FactoredCurvature`, the rows on a kink, the pinned
+        zeros), not only the removed ones."""
+        downdated = getattr(self, "dense_", False) or isinstance(
+            getattr(self, "memory_", None), FactoredCurvature)
+        return not (downdated and self.kinks_ is None and self.zeros_ is None)
+
+    def advance(self, objective, theta):
+        """Base the state at the published ``theta`` without a pass over the
+        rows: the gradient there is the one the step's quadratic model
+        predicts, the memory is the kept rows' curvature as downdated. Returns
+        None where the model does not carry over (the rows on a kink, pinned
+        zeros, matrix-free curvature other than a :class:`FactoredCurvature`): the estimator then rebases with a pass,
+        or keeps the state where it is when it keeps no rows."""
+        if not self.rebases:
+            return self
+        model_grad = getattr(self, "_model_grad", None)
+        if model_grad is None:
+            return None
+        self.theta0_ = np.array(theta, dtype=np.float64)
+        self.grad_ = model_grad
+        self._model_grad = None
         return self
 
     def _ties_kw(self):
@@ -155,6 +204,8 @@ class _NewtonType(Forgetter):
         lam = self.damping * n_rows
         if lam == 0:
             return A
+        if isinstance(A, FactoredCurvature):
+            return A.shifted(lam)
         if isinstance(A, np.ndarray):
             return A + lam * np.eye(A.shape[0])
         return LinearOperator(A.shape, matvec=lambda v: A.matvec(v) + lam * v, dtype=A.dtype)
@@ -163,6 +214,9 @@ class _NewtonType(Forgetter):
         paper = self._paper()
         if paper is not None:
             return paper.solve(A, rhs)
+        if isinstance(A, FactoredCurvature):
+            step, self.solve_info_ = A.solve(rhs)
+            return step
         if not isinstance(A, np.ndarray):
             return solve_operator(A, rhs)
         if self.kinks_ is not None:
@@ -173,8 +227,13 @@ class _NewtonType(Forgetter):
         t0 = time.perf_counter()
         g = self._gradient(objective, removed)
         n_after = self.n_remaining_ - _n_rows(objective, removed)
+        factored = isinstance(self.memory_, FactoredCurvature)
+        self.solve_info_ = None
         if self.dense_:
             memory_after = self.memory_ - self._curvature(objective, removed)
+            A = memory_after if self._exclude_request else self.memory_
+        elif factored:
+            memory_after = self.memory_.without(removed)
             A = memory_after if self._exclude_request else self.memory_
         else:
             A = self._curvature(objective, remaining if self._exclude_request else
@@ -199,8 +258,13 @@ class _NewtonType(Forgetter):
             cols, step = zeros_after.wake(objective, self.theta0_, self.cols_, step, rhs,
                                           remaining, n_after, resolve, ties)
         theta[cols] += step
+        # minus the kept rows' gradient at theta that the quadratic model
+        # predicts (0 for a plain Newton step): what advance() bases on
+        self._model_grad = None
+        if (self.dense_ or factored) and zeros_after is None and self.kinks_ is None:
+            self._model_grad = rhs - memory_after @ step
         t2 = time.perf_counter()
-        if self.dense_:
+        if self.dense_ or factored:
             self.memory_ = memory_after
         if zeros_after is not None:
             self.zeros_ = zeros_after
@@ -209,7 +273,10 @@ class _NewtonType(Forgetter):
         self.grad_ = rhs
         self.n_remaining_ = n_after
         t3 = time.perf_counter()
-        return theta, {"update_time": (t1 - t0) + (t3 - t2), "solve_time": t2 - t1}
+        timing = {"update_time": (t1 - t0) + (t3 - t2), "solve_time": t2 - t1}
+        if self.solve_info_ is not None:
+            timing["solve_info"] = self.solve_info_
+        return theta, timing
 
 
 class MUter(_NewtonType):

@@ -18,10 +18,17 @@ from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._forgetting import FREE_PARAMS, ForgetMixin, atomic_fit, reset_forgetting
+from .._forgetting import (
+    FREE_PARAMS,
+    ForgetMixin,
+    atomic_fit,
+    prepare_states,
+    reset_forgetting,
+)
 from .._transaction import record_undo, undoable_zero_rows
 from ..attacks import Penalized, _Attack, resolve_attack
 from ..forgetters import Forgetter, resolve_forgetter
+from ._chunked import is_dask_collection
 from ._objective import LinearObjective
 from ._solvers import newton_on_support, refine_exact, refit_exact, solve_exact, solve_sgd
 from ._worst_case import bind, check_inside
@@ -86,6 +93,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "forgetter": [str, Forgetter],
         "forget_tol": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "keep_data": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -102,6 +110,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         batch_size=128,
         forgetter="muter",
         forget_tol=DEFAULT_FORGET_TOL,
+        keep_data=True,
         random_state=None,
         verbose=0,
     ):
@@ -115,6 +124,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self.batch_size = batch_size
         self.forgetter = forgetter
         self.forget_tol = forget_tol
+        self.keep_data = keep_data
         self.random_state = random_state
         self.verbose = verbose
 
@@ -227,6 +237,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self : object
             The fitted estimator. Any earlier forgetting state is discarded.
         """
+        if is_dask_collection(X):
+            return self._fit_chunked(X, y, sample_weight)
         X, y = validate_data(
             self, X, y, accept_sparse=("csr", "csc"), dtype=np.float64, copy=True,
             y_numeric=not self._is_classifier, order="C",
@@ -290,10 +302,228 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             self.certificate_ = certified.certificate([n_rows * r for r in residuals],
                                                       len(objectives))
             self._certified = clone(certified)
+        if not self.keep_data:
+            self._drop_rows()
         return self
 
+    def _fit_chunked(self, X, y, sample_weight):
+        """``fit`` on a Dask collection: one validation pass, then the exact
+        solver's passes as chunked reductions (see ``skmuter.linear._chunked``);
+        the estimator refers to the collection and copies none of it."""
+        import dask
+        import dask.array as da
+
+        from ._chunked import ChunkedLinearObjective, align_rows, as_dask_array
+
+        if self.solver != "exact":
+            raise ValueError(f"solver={self.solver!r} needs in-memory data; a Dask collection "
+                             "is fitted with solver='exact'.")
+        X, names = as_dask_array(X, "X", 2)
+        if len(X.chunks[1]) > 1:
+            X = X.rechunk({1: -1})  # a chunk spans whole rows
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None.")
+        y = align_rows(y, X, "y")
+        sw = align_rows(sample_weight, X, "sample_weight")
+        n, d = X.shape
+        if n < 2 or d < 1:
+            raise ValueError(f"X has shape {X.shape}: at least 2 rows and 1 feature needed.")
+        stats = [X.min(axis=0), X.max(axis=0), da.isfinite(X).all()]
+        if self._is_classifier:
+            stats.append(da.unique(y, return_counts=True))
+        else:
+            stats.append(da.isfinite(y).all())
+        if sw is not None:
+            stats += [sw.min(), sw.sum(), da.isfinite(sw).all()]
+        stats = dask.compute(*stats)
+        if not stats[2]:
+            raise ValueError("Input X contains NaN or infinity.")
+        self.n_features_in_ = d
+        if names is not None and all(isinstance(c, str) for c in names):
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        weight_total = float(n)
+        if sw is not None:
+            if not stats[-1]:
+                raise ValueError("sample_weight must be finite (it contains NaN or infinity).")
+            if stats[-3] < 0:
+                raise ValueError("Negative values in data passed to sample_weight: weights "
+                                 "must be >= 0.")
+            if not stats[-2] > 0:
+                raise ValueError("sample_weight sums to zero: at least one row needs a "
+                                 "positive weight.")
+            weight_total = float(stats[-2])
+        attack = clone(resolve_attack(self.attack))
+        if isinstance(attack, Penalized):
+            raise ValueError(  # noqa: TRY004
+                "attack=Penalized(...) is for networks (skmuter.AdversarialNet); a linear "
+                "model's worst case over a ball is exact already: use PGD or FGSM."
+            )
+        threat, _ = attack._check(d)
+        check_inside(threat, np.vstack([stats[0], stats[1]]))  # the columns' ranges
+        if self._is_classifier:
+            from sklearn.utils.multiclass import check_classification_targets
+
+            classes, counts = (np.asarray(a) for a in stats[3])
+            check_classification_targets(classes)
+            if len(classes) < 2:
+                raise ValueError("the training data needs samples of at least 2 classes; got "
+                                 f"1 class ({classes[0]!r}).")
+            self.classes_ = classes
+            ks = [1] if len(classes) == 2 else range(len(classes))
+            targets = [da.where(y == classes[k], 1.0, -1.0) for k in ks]
+            self._kept_counts = counts.astype(np.int64)
+        else:
+            if not stats[3]:
+                raise ValueError("Input y contains NaN or infinity.")
+            targets = [y.astype(np.float64)]
+        certified = getattr(self, "certified", None)
+        noises = [None] * len(targets)
+        if certified is not None:
+            certified._validate_params()
+            if self.alpha <= 0:
+                raise ValueError("certified removal needs a strongly convex objective: "
+                                 "alpha must be > 0.")
+            noises = certified.linear_terms(len(targets), d + int(self.fit_intercept),
+                                            self.random_state)
+        self.attack_ = attack
+        objectives = [
+            ChunkedLinearObjective(
+                X, t, self._loss, threat, self.alpha, self.fit_intercept,
+                functools.partial(refit_exact, tol=self.tol, max_iter=self.max_iter),
+                linear_term=noise, sample_weight=sw, refiner=refine_exact,
+                weight_total=weight_total)
+            for t, noise in zip(targets, noises)
+        ]
+        _share_passes(objectives)
+        thetas, iters, residuals = [], [], []
+        for obj in objectives:
+            theta, it, res = solve_exact(obj, tol=self.tol, max_iter=self.max_iter)
+            obj.forget_fetched()
+            thetas.append(theta)
+            iters.append(it)
+            residuals.append(res)
+        self._objectives = objectives
+        self._X = X
+        self._sample_weight = sw
+        self._y_chunked = y
+        self._set_thetas(thetas)
+        self.n_iter_ = np.asarray(iters, dtype=np.int64)
+        self.n_passes_ = int(sum(o.n_passes for o in objectives)) + 1  # + validation
+        self.optimality_residual_ = float(max(residuals))
+        reset_forgetting(self, n)
+        self.certificate_ = None
+        if certified is not None:
+            self.certificate_ = certified.certificate([weight_total * r for r in residuals],
+                                                      len(objectives))
+            self._certified = clone(certified)
+        if not self.keep_data:
+            self._drop_rows()
+        return self
+
+    def _drop_rows(self):
+        """``keep_data=False``: build the forgetter's memory over every row now,
+        then let go of every per-row array (see ``skmuter.linear._chunked``:
+        the objectives keep their shape and read a request's rows from the
+        call)."""
+        from ._chunked import ChunkedLinearObjective
+
+        if getattr(self, "certificate_", None) is not None:
+            raise ValueError("certified removal needs keep_data=True: its check of every "
+                             "request reads the kept rows.")
+        template = resolve_forgetter(self.forgetter)
+        if template.label() == "retrain":
+            raise ValueError("forgetter='retrain' refits on the kept rows: it needs "
+                             "keep_data=True.")
+        n = self.n_train_
+        rows = np.arange(n)
+        objectives = self._objectives
+        thetas = self._get_thetas()
+        states = prepare_states(template, objectives, thetas, rows)
+        for state in states:
+            # per-row structures that need the kept rows at every request
+            for name in ("kinks_", "zeros_"):
+                if getattr(state, name, None) is not None:
+                    setattr(state, name, None)
+        if self._is_classifier and not self._chunked():
+            if len(objectives) == 1:
+                pos = int(np.count_nonzero(objectives[0].y > 0))
+                self._kept_counts = np.array([n - pos, pos], dtype=np.int64)
+            else:
+                self._kept_counts = np.array([np.count_nonzero(o.y > 0) for o in objectives],
+                                             dtype=np.int64)
+        self._objectives = [ChunkedLinearObjective.rowless(o, n, o.weight_sum(rows))
+                            for o in objectives]
+        _share_passes(self._objectives)
+        self._forgetter_states = states
+        self.forgetter_ = template
+        self._X = self._sample_weight = self._y_chunked = None
+        self._train_index = None
+
+    def _keeps_rows(self):
+        if self.__dict__.get("_X") is None:
+            return False
+        return all(getattr(o, "has_rows", lambda: True)() for o in self._objectives)
+
+    def _accept_rows(self, rows, X, y, sample_weight):
+        """The content of a request's ``rows`` for a model that keeps none
+        (``forget(indices, X=, y=)``): validated, encoded per problem, and
+        handed to the objectives for this call."""
+        if self._keeps_rows():
+            if X is not None or y is not None or sample_weight is not None:
+                raise ValueError("this model keeps its training rows: forget(indices) takes "
+                                 "no X, y or sample_weight (they are read from the model).")
+            return
+        if X is None or y is None:
+            raise ValueError(
+                "this model keeps no training rows (keep_data=False, or a Dask-backed model "
+                "loaded from a pickle): pass the content of the rows to forget, "
+                "forget(indices, X=X_rows, y=y_rows), rows in the order of indices."
+            )
+        rows = np.asarray(rows)
+        if sparse.issparse(X):
+            X = X.toarray()
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        d = self.n_features_in_
+        if X.ndim != 2 or X.shape != (len(rows), d):
+            raise ValueError(f"X must hold the {len(rows)} requested rows of {d} features, "
+                             f"got shape {X.shape}.")
+        if y.shape != (len(rows),):
+            raise ValueError(f"y must hold one target per requested row ({len(rows)}), got "
+                             f"shape {y.shape}.")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinity.")
+        self.attack_.threat(d).check_inside(X)
+        weighted = self._objectives[0].sample_weight is not None
+        if weighted and sample_weight is None:
+            raise ValueError("the model was fitted with sample_weight: pass the rows' weights, "
+                             "forget(indices, X=, y=, sample_weight=).")
+        if not weighted and sample_weight is not None:
+            raise ValueError("the model was fitted without sample_weight: forget takes none.")
+        sw = None if sample_weight is None else _check_sample_weight(sample_weight, len(rows))
+        if self._is_classifier:
+            codes = self._codes(y)
+            if len(self._objectives) == 1:
+                targets = [np.where(codes == 1, 1.0, -1.0)]
+            else:
+                targets = [np.where(codes == k, 1.0, -1.0) for k in range(len(self.classes_))]
+        else:
+            yf = y.astype(np.float64)
+            if not np.all(np.isfinite(yf)):
+                raise ValueError("y contains NaN or infinity.")
+            targets = [yf]
+        for obj, t in zip(self._objectives, targets):
+            obj.provide(rows, X, t, sw)
+
+    def _chunked(self):
+        """Whether the model refers to its rows in a Dask collection."""
+        objectives = self.__dict__.get("_objectives") or ()
+        return bool(objectives) and getattr(objectives[0], "chunked", False)
+
     def _set_thetas(self, thetas):
-        d = self._X.shape[1]
+        d = self._objectives[0].n_features
         W = np.array([t[:d] for t in thetas])
         b = np.array([t[d] if self.fit_intercept else 0.0 for t in thetas])
         if self._is_classifier:
@@ -449,9 +679,9 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         check_is_fitted(self)
         if polish not in ("newton", "refit"):
             raise ValueError(f"polish must be 'newton' or 'refit', got {polish!r}.")
-        if sparse.issparse(self._X):
-            raise ValueError("re-expressing a model fitted on sparse input is not supported: "
-                             "refit the pipeline.")
+        if sparse.issparse(self._X) or self._chunked():
+            raise ValueError("re-expressing a model fitted on sparse input or a Dask "
+                             "collection is not supported: refit the pipeline.")
         X_new = np.asarray(X_new, dtype=np.float64)
         kept = self._kept_mask()
         rows = np.flatnonzero(kept)
@@ -495,7 +725,27 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
     def _forget_objectives(self):
         return self._objectives
 
+    def _removed_codes(self, rows):
+        """Class codes of training ``rows`` (fetched; a chunked model)."""
+        t = [obj.y[rows] for obj in self._objectives]
+        if len(t) == 1:
+            return (t[0] > 0).astype(np.int64)
+        return np.argmax(np.array(t), axis=0)
+
     def _check_request_classes(self, kept):
+        if self._chunked():
+            if not self._is_classifier:
+                return
+            newly = np.setdiff1d(np.flatnonzero(~kept), self.forgotten_, assume_unique=True)
+            left = self._kept_counts - np.bincount(self._removed_codes(newly),
+                                                   minlength=len(self.classes_))
+            empty = np.flatnonzero(left <= 0)
+            if empty.size:
+                if len(self.classes_) == 2:
+                    raise ValueError("the request would forget every remaining row of a class.")
+                raise ValueError(f"the request would forget every remaining row of class "
+                                 f"{self.classes_[empty[0]]!r}.")
+            return
         sw = getattr(self, "_sample_weight", None)
         if sw is not None:
             kept = kept & (sw > 0)  # a row of weight 0 counts for nothing
@@ -517,6 +767,17 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
 
     def _purge(self, rows):
         """Erase forgotten rows from every array the estimator keeps."""
+        if self._chunked():
+            # The collection is the user's (they delete from their storage):
+            # the rows leave every later pass through the kept mask, and their
+            # fetched copies go.
+            if self._is_classifier:
+                counts = self._kept_counts
+                self._kept_counts = counts - np.bincount(self._removed_codes(rows),
+                                                         minlength=len(counts))
+            for obj in self._objectives:
+                obj.forget_fetched()
+            return
         self._own_arrays()
         # The inputs, the weights and the prepared passes are kept by reference
         # in the forget transaction (_transaction_shared): every change to
@@ -549,7 +810,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         """Large arrays a forget transaction keeps by reference (not copied):
         the inputs, the weights and the prepared passes, changed only by
         undoable purges."""
-        shared = [self.__dict__.get("_X"), self.__dict__.get("_sample_weight")]
+        shared = [self.__dict__.get("_X"), self.__dict__.get("_sample_weight"),
+                  self.__dict__.get("_y_chunked")]
         objectives = self.__dict__.get("_objectives") or ()
         if objectives:
             # the passes refer to the threat they were prepared for: keep it too
@@ -604,6 +866,9 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         """
         check_is_fitted(self)
         kept = self._kept_mask()
+        if self._chunked():
+            self._require_rows("remaining_training_data()")
+            return self._X[kept], self._y_chunked[kept]  # lazy: Dask collections
         X = self._X[np.flatnonzero(kept)] if sparse.issparse(self._X) else self._X[kept]
         if not self._is_classifier:
             return X, self._objectives[0].y[kept].copy()
@@ -611,6 +876,15 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             return X, self.classes_[(self._objectives[0].y[kept] > 0).astype(int)]
         codes = np.argmax(np.array([o.y[kept] for o in self._objectives]), axis=0)
         return X, self.classes_[codes]
+
+    def _require_rows(self, what):
+        """Raise a clear error when the model keeps no training rows."""
+        if self.__dict__.get("_X") is None:
+            raise ValueError(
+                f"{what} needs the training rows, and this model keeps none (fitted with "
+                "keep_data=False, or fitted on a Dask collection and then pickled): pass "
+                "the kept rows explicitly where the method takes them."
+            )
 
     def _remaining_sample_weight(self):
         """Sample weights of the rows not forgotten (None when fitted without)."""
@@ -627,6 +901,12 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         # that a pickle or joblib round trip keeps one array (and a later forget
         # purges the only copy).
         state = super().__getstate__()
+        if self._chunked():
+            # A Dask collection's graph may embed the rows (one built from an
+            # in-memory array does): a pickle refers to none of it.
+            state = dict(state, _X=None, _sample_weight=None, _y_chunked=None,
+                         _objectives=[copy.copy(obj) for obj in state["_objectives"]])
+            return state
         if "_objectives" in state:
             objectives = []
             for obj in state["_objectives"]:
@@ -643,6 +923,10 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         # from the inputs and rebuilt at the first forget after loading).
         new = type(self).__new__(type(self))
         memo[id(self)] = new
+        for key in ("_X", "_sample_weight", "_y_chunked"):
+            value = self.__dict__.get(key)
+            if value is not None and is_dask_collection(value):
+                memo[id(value)] = value  # immutable: shared, not copied
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
 
@@ -650,9 +934,10 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         if "certified" in self._get_param_names():
             state.setdefault("certified", None)  # pickled before the parameter existed
         super().__setstate__(state)
-        for obj in self.__dict__.get("_objectives", ()):
-            obj.X = self._X
-            obj.sample_weight = self.__dict__.get("_sample_weight")
+        if not self._chunked():
+            for obj in self.__dict__.get("_objectives", ()):
+                obj.X = self._X
+                obj.sample_weight = self.__dict__.get("_sample_weight")
         _share_passes(self.__dict__.get("_objectives", ()))
 
     def __sklearn_tags__(self):

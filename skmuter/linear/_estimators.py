@@ -251,6 +251,7 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
         batch_size=128,
         forgetter="muter",
         forget_tol=1e-9,
+        keep_data=True,
         random_state=None,
         verbose=0,
         certified=None,
@@ -258,8 +259,8 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
         super().__init__(
             attack=attack, alpha=alpha, fit_intercept=fit_intercept, solver=solver,
             max_iter=max_iter, tol=tol, learning_rate=learning_rate, batch_size=batch_size,
-            forgetter=forgetter, forget_tol=forget_tol, random_state=random_state,
-            verbose=verbose,
+            forgetter=forgetter, forget_tol=forget_tol, keep_data=keep_data,
+            random_state=random_state, verbose=verbose,
         )
         self.certified = certified
 

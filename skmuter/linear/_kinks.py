@@ -71,7 +71,10 @@ class KinkModel:
         rows = np.asarray(rows)
         self.gap = np.zeros(n_samples)
         self.gap_slope = np.zeros(n_samples)
-        for start in range(0, len(rows), _BLOCK):
+        per_row = getattr(objective, "kink_row_terms", None)  # rows in chunks
+        if per_row is not None:
+            self.gap[rows], self.gap_slope[rows] = per_row(theta, rows, cols)
+        for start in range(0, len(rows) if per_row is None else 0, _BLOCK):
             r = rows[start : start + _BLOCK]
             self.gap[r], self.gap_slope[r] = self._terms(objective, r)[:2]
         # The rows on a tie enter every request: keep their data (purged row by

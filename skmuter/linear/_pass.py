@@ -269,6 +269,9 @@ def pass_data(obj, rows):
     pass over all of them, with a weight vector that is 0 off ``rows`` (no
     copy of the rows); else a pass prepared on a copy of ``rows``.
     """
+    chunked = getattr(obj, "chunked_pass", None)
+    if chunked is not None:  # rows of a Dask array (skmuter.linear._chunked)
+        return chunked(rows)
     rows = np.asarray(rows)
     n = obj.X.shape[0]
     m = obj.weight_sum(rows)

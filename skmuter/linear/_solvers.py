@@ -19,6 +19,8 @@ estimator), so that the objective never imports a solver.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg, optimize
 from sklearn.base import clone
@@ -192,21 +194,34 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
     options = {"maxiter": max_iter, "maxfun": 2 * max_iter + 20, "ftol": 1e-14,
                "gtol": max(tol, 1e-7), "maxcor": 30}
     linf = obj.threat.norm == "inf" and obj.threat.epsilon > 0
-    if linf:
-        w = theta[:d]
-        v0 = np.concatenate([np.maximum(w, 0), np.maximum(-w, 0), theta[d:]])
-        bounds = [(0, None)] * (2 * d) + [(None, None)] * int(obj.fit_intercept)
-        fun = _linf_split_problem(obj, rows)
-        res = optimize.minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options=options)
-        v = res.x
-        theta = np.concatenate([v[:d] - v[d : 2 * d], v[2 * d :]])
-    else:
-        fun = _smooth_problem(obj, rows)
-        res = optimize.minimize(fun, theta, jac=True, method="L-BFGS-B", options=options)
-        theta = res.x
-    n_iter = int(res.nit)
-    theta, steps, singular, _ = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
+    fun = _linf_split_problem(obj, rows) if linf else _smooth_problem(obj, rows)
+    n_iter = steps = 0
+    newton_first = getattr(obj, "chunked", False)
+    if newton_first:
+        # Rows in chunks (a Dask array): every evaluation is a pass over them.
+        # Newton steps need a few passes each and converge in a few steps from
+        # the optimum of a subsample; L-BFGS-B (hundreds of passes) only if
+        # they stall.
+        if theta0 is None:
+            theta = _subsample_start(obj, rows, tol, max_iter)
+        theta, steps, singular, residual = _newton_polish(obj, theta, rows, tol,
+                                                          newton_steps, fun)
+        newton_first = residual <= tol
+    if not newton_first:
+        if linf:
+            w = theta[:d]
+            v0 = np.concatenate([np.maximum(w, 0), np.maximum(-w, 0), theta[d:]])
+            bounds = [(0, None)] * (2 * d) + [(None, None)] * int(obj.fit_intercept)
+            res = optimize.minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options=options)
+            v = res.x
+            theta = np.concatenate([v[:d] - v[d : 2 * d], v[2 * d :]])
+        else:
+            res = optimize.minimize(fun, theta, jac=True, method="L-BFGS-B", options=options)
+            theta = res.x
+        n_iter = int(res.nit)
+        theta, more, singular, _ = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
+        steps += more
     residual = obj.gradient_residual(theta, rows)
     if not linf and obj.threat.epsilon > 0 and np.linalg.norm(theta[:d]) < 1e-6:
         # eps ||w||_2 has a kink at w = 0, where a smooth solver only creeps
@@ -228,6 +243,30 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
             ConvergenceWarning,
         )
     return theta, n_iter + steps, residual
+
+
+#: rows of the in-memory subsample whose optimum starts a chunked fit
+_SUBSAMPLE_ROWS = 20_000
+
+
+def _subsample_start(obj, rows, tol, max_iter):
+    """The exact optimum over a random subsample of ``rows`` (at most
+    ``_SUBSAMPLE_ROWS``, fetched into memory): the start of a fit over rows in
+    chunks, close to the optimum over all of them."""
+    from ._objective import LinearObjective
+
+    rows = np.asarray(rows)
+    if len(rows) > _SUBSAMPLE_ROWS:
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(rows, _SUBSAMPLE_ROWS, replace=False))
+    Xs = obj._block(rows)
+    sub = LinearObjective(Xs, obj.y[rows], obj.loss.name, obj.threat, obj.alpha,
+                          obj.fit_intercept, sample_weight=obj._sw(rows))
+    obj.forget_fetched()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # only a start
+        theta, _, _ = solve_exact(sub, tol=max(tol, 1e-9), max_iter=max_iter)
+    return theta
 
 
 def refit_exact(objective, rows, theta0=None, *, tol, max_iter):

@@ -548,8 +548,8 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         if len(present) < len(self.classes_):
             raise ValueError("the request would forget every remaining row of a class.")
 
-    def _validate_request(self, indices):
-        rows = super()._validate_request(indices)
+    def _validate_request(self, indices, content=(None, None, None)):
+        rows = super()._validate_request(indices, content)
         self._warn_unforgotten()
         self._warn_unconverged()
         return rows
