@@ -269,8 +269,12 @@ class ForgetMixin:
         self._check_fitted_settings()
         rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
         self._accept_rows(rows, *content)
-        self._check_request_classes(kept)
+        self._check_request_rows(rows, kept)
         return rows
+
+    def _check_request_rows(self, rows, kept):
+        """Raise if forgetting ``rows`` (leaving ``kept``) leaves a class empty."""
+        self._check_request_classes(kept)
 
     def _accept_rows(self, rows, X, y, sample_weight):
         """The content of the requested rows, for a model that keeps none."""

@@ -295,6 +295,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self.n_iter_ = np.asarray(iters, dtype=np.int64)
         self.optimality_residual_ = float(max(residuals))
         reset_forgetting(self, X.shape[0])
+        self._kept_counts = self._count_classes()
         self.certificate_ = None
         if certified is not None:
             # the solvers' residuals are those of the mean perturbed objective
@@ -378,6 +379,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             if not stats[3]:
                 raise ValueError("Input y contains NaN or infinity.")
             targets = [y.astype(np.float64)]
+            self._kept_counts = np.array([n], dtype=np.int64)
         certified = getattr(self, "certified", None)
         noises = [None] * len(targets)
         if certified is not None:
@@ -432,6 +434,12 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         if getattr(self, "certificate_", None) is not None:
             raise ValueError("certified removal needs keep_data=True: its check of every "
                              "request reads the kept rows.")
+        if self._loss == "squared" and self.attack_.epsilon > 0:
+            raise ValueError(
+                "keep_data=False is not available for the squared robust loss under an "
+                "attack: the rows on its kinks decide every step and only the kept rows "
+                "tell which they are. Use keep_data=True (or the logistic loss)."
+            )
         template = resolve_forgetter(self.forgetter)
         if template.label() == "retrain":
             raise ValueError("forgetter='retrain' refits on the kept rows: it needs "
@@ -446,13 +454,6 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             for name in ("kinks_", "zeros_"):
                 if getattr(state, name, None) is not None:
                     setattr(state, name, None)
-        if self._is_classifier and not self._chunked():
-            if len(objectives) == 1:
-                pos = int(np.count_nonzero(objectives[0].y > 0))
-                self._kept_counts = np.array([n - pos, pos], dtype=np.int64)
-            else:
-                self._kept_counts = np.array([np.count_nonzero(o.y > 0) for o in objectives],
-                                             dtype=np.int64)
         self._objectives = [ChunkedLinearObjective.rowless(o, n, o.weight_sum(rows))
                             for o in objectives]
         _share_passes(self._objectives)
@@ -503,18 +504,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         if not weighted and sample_weight is not None:
             raise ValueError("the model was fitted without sample_weight: forget takes none.")
         sw = None if sample_weight is None else _check_sample_weight(sample_weight, len(rows))
-        if self._is_classifier:
-            codes = self._codes(y)
-            if len(self._objectives) == 1:
-                targets = [np.where(codes == 1, 1.0, -1.0)]
-            else:
-                targets = [np.where(codes == k, 1.0, -1.0) for k in range(len(self.classes_))]
-        else:
-            yf = y.astype(np.float64)
-            if not np.all(np.isfinite(yf)):
-                raise ValueError("y contains NaN or infinity.")
-            targets = [yf]
-        for obj, t in zip(self._objectives, targets):
+        for obj, t in zip(self._objectives, self._targets_of(y)):
             obj.provide(rows, X, t, sw)
 
     def _chunked(self):
@@ -593,7 +583,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         return X, y
 
     # ---- verification and pipelines ---------------------------------------------
-    def retrain(self):
+    def retrain(self, X=None, y=None, sample_weight=None):
         """The exact reference of every forget: a model fitted exactly on the rows
         not forgotten.
 
@@ -602,12 +592,24 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         re-solve the same perturbed objective (its secret linear term kept) on
         the remaining rows; the copy keeps the forgetting history.
 
+        Parameters
+        ----------
+        X, y, sample_weight : array-like, optional
+            The kept rows, for a model that keeps none (``keep_data=False``):
+            the clone is fitted on them.
+
         Returns
         -------
         retrained : estimator
         """
         check_is_fitted(self)
+        if X is not None or y is not None:
+            if X is None or y is None:
+                raise ValueError("retrain(X, y) needs both the kept rows and their targets.")
+            new = self._fitted_clone().set_params(solver="exact")
+            return new.fit(X, y, sample_weight=sample_weight)
         if getattr(self, "certificate_", None) is None:
+            self._require_rows("retrain()")
             X, y = self.remaining_training_data()
             sw = self._remaining_sample_weight()
             new = self._fitted_clone().set_params(solver="exact")
@@ -630,21 +632,60 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                               if k not in FREE_PARAMS})
         return new
 
-    def gradient_residual(self):
+    def gradient_residual(self, X=None, y=None, sample_weight=None):
         """Norm of the minimal subgradient of the remaining robust objective.
 
         The mean over the rows not forgotten, penalty (and certified removal's
         linear term) included; the largest over one-vs-rest problems. It is 0
         at the exact retrain.
 
+        Parameters
+        ----------
+        X, y, sample_weight : array-like, optional
+            The kept rows, for a model that keeps none (``keep_data=False``).
+
         Returns
         -------
         residual : float
         """
         check_is_fitted(self)
+        if X is not None or y is not None:
+            return self._residual_on(X, y, sample_weight)
+        self._require_rows("gradient_residual()")
         rows = np.flatnonzero(self._kept_mask())
         return float(max(obj.gradient_residual(theta, rows)
                          for obj, theta in zip(self._objectives, self._get_thetas())))
+
+    def _residual_on(self, X, y, sample_weight):
+        """``gradient_residual`` over rows given explicitly (the kept rows of a
+        model that keeps none)."""
+        if X is None or y is None:
+            raise ValueError("gradient_residual(X, y) needs both the kept rows and their "
+                             "targets.")
+        X, y = self._check_eval_inputs(X, y)
+        if sparse.issparse(X):
+            X = X.toarray()
+        sw = _check_sample_weight(sample_weight, X.shape[0])
+        threat = self._objectives[0].threat
+        rows = np.arange(X.shape[0])
+        out = []
+        for obj, t, theta in zip(self._objectives, self._targets_of(y), self._get_thetas()):
+            local = LinearObjective(X, t, self._loss, threat, self.alpha, self.fit_intercept,
+                                    linear_term=obj.linear_term, sample_weight=sw)
+            out.append(local.gradient_residual(theta, rows))
+        return float(max(out))
+
+    def _targets_of(self, y):
+        """The per-problem targets of labels ``y`` (+-1 one-vs-rest, or the values)."""
+        if not self._is_classifier:
+            y = np.asarray(y, dtype=np.float64)
+            if not np.all(np.isfinite(y)):
+                raise ValueError("y contains NaN or infinity.")
+            return [y]
+        codes = self._codes(np.asarray(y))
+        if len(self._objectives) == 1:
+            return [np.where(codes == 1, 1.0, -1.0)]
+        return [np.where(codes == k, 1.0, -1.0) for k in range(len(self.classes_))]
 
     def reexpress(self, X_new, scale, offset, polish="newton"):
         """Re-express the model for new features of its remaining rows.
@@ -732,20 +773,51 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             return (t[0] > 0).astype(np.int64)
         return np.argmax(np.array(t), axis=0)
 
+    def _check_request_rows(self, rows, kept):
+        """Refuse a request that would leave a class (or every row of positive
+        weight) without rows, from the counts kept since fit: the cost grows
+        with the request, not with the training set."""
+        counts = self.__dict__.get("_kept_counts")
+        if counts is None:  # pickled before the counts were kept
+            return self._check_request_classes(kept)
+        rows = np.asarray(rows)
+        positive = self._positive_rows(rows)
+        if self._is_classifier:
+            left = counts - np.bincount(self._removed_codes(rows)[positive],
+                                        minlength=len(counts))
+        else:
+            left = counts - np.count_nonzero(positive)
+        if left.sum() <= 0:
+            raise ValueError("the request would forget every remaining row of positive "
+                             "sample weight.")
+        empty = np.flatnonzero(left <= 0)
+        if self._is_classifier and empty.size:
+            if len(self.classes_) == 2:
+                raise ValueError("the request would forget every remaining row of a class.")
+            raise ValueError(f"the request would forget every remaining row of class "
+                             f"{self.classes_[empty[0]]!r}.")
+        return None
+
+    def _positive_rows(self, rows):
+        """Which of ``rows`` weigh something (all of them without weights)."""
+        sw = self._objectives[0].sample_weight
+        return np.ones(len(rows), dtype=bool) if sw is None else np.asarray(sw[rows]) > 0
+
+    def _count_classes(self):
+        """Rows of positive weight per class (per model for a regressor), at fit."""
+        obj = self._objectives[0]
+        n = self.n_train_
+        positive = (np.ones(n, dtype=bool) if obj.sample_weight is None
+                    else np.asarray(obj.sample_weight) > 0)
+        if not self._is_classifier:
+            return np.array([np.count_nonzero(positive)], dtype=np.int64)
+        if len(self._objectives) == 1:
+            pos = int(np.count_nonzero((obj.y > 0) & positive))
+            return np.array([np.count_nonzero(positive) - pos, pos], dtype=np.int64)
+        return np.array([np.count_nonzero((o.y > 0) & positive) for o in self._objectives],
+                        dtype=np.int64)
+
     def _check_request_classes(self, kept):
-        if self._chunked():
-            if not self._is_classifier:
-                return
-            newly = np.setdiff1d(np.flatnonzero(~kept), self.forgotten_, assume_unique=True)
-            left = self._kept_counts - np.bincount(self._removed_codes(newly),
-                                                   minlength=len(self.classes_))
-            empty = np.flatnonzero(left <= 0)
-            if empty.size:
-                if len(self.classes_) == 2:
-                    raise ValueError("the request would forget every remaining row of a class.")
-                raise ValueError(f"the request would forget every remaining row of class "
-                                 f"{self.classes_[empty[0]]!r}.")
-            return
         sw = getattr(self, "_sample_weight", None)
         if sw is not None:
             kept = kept & (sw > 0)  # a row of weight 0 counts for nothing
@@ -767,14 +839,18 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
 
     def _purge(self, rows):
         """Erase forgotten rows from every array the estimator keeps."""
+        counts = self.__dict__.get("_kept_counts")
+        if counts is not None:
+            positive = self._positive_rows(rows)
+            if self._is_classifier:
+                self._kept_counts = counts - np.bincount(
+                    self._removed_codes(rows)[positive], minlength=len(counts))
+            else:
+                self._kept_counts = counts - np.count_nonzero(positive)
         if self._chunked():
             # The collection is the user's (they delete from their storage):
             # the rows leave every later pass through the kept mask, and their
             # fetched copies go.
-            if self._is_classifier:
-                counts = self._kept_counts
-                self._kept_counts = counts - np.bincount(self._removed_codes(rows),
-                                                         minlength=len(counts))
             for obj in self._objectives:
                 obj.forget_fetched()
             return
@@ -881,9 +957,9 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         """Raise a clear error when the model keeps no training rows."""
         if self.__dict__.get("_X") is None:
             raise ValueError(
-                f"{what} needs the training rows, and this model keeps none (fitted with "
-                "keep_data=False, or fitted on a Dask collection and then pickled): pass "
-                "the kept rows explicitly where the method takes them."
+                f"{what} needs the training rows, and this model keeps no training rows "
+                "(fitted with keep_data=False, or fitted on a Dask collection and then "
+                "pickled): pass the kept rows explicitly where the method takes them."
             )
 
     def _remaining_sample_weight(self):

@@ -10,6 +10,7 @@ from sklearn.metrics import r2_score
 from ..attacks import resolve_attack
 from ..certified import CertifiedRemoval
 from ._base import BaseAdversarialLinear
+from ._chunked import is_dask_collection
 
 _PARAMS_DOC = """
     Parameters
@@ -51,6 +52,19 @@ _PARAMS_DOC = """
         ``forget_log_`` holds the residual and a bound on the distance to the
         exact retrain. ``None`` skips the check (raw speed: the step alone,
         which keeps the sign pattern of an l_inf model); the log says so.
+        The forgetter's state then follows the step along its own quadratic
+        model, so that an unchecked request reads no row but the removed ones.
+    keep_data : bool, default=True
+        Keep the training rows (a copy of an in-memory ``X``; a reference to
+        a Dask collection). ``False`` keeps no per-row data: the forgetting
+        memory is built at ``fit``, the pickle holds only parameters and
+        ``d x d`` aggregates (independent of the number of rows), and a
+        forget takes the rows' content, ``forget(indices, X=X_rows,
+        y=y_rows)``. Checks that read the kept rows are then skipped (the log
+        says so) and :func:`skmuter.metrics.retrain` and
+        :func:`~skmuter.metrics.gradient_residual` take the kept rows
+        explicitly. Not available for the squared loss under an attack (its
+        kinks need the rows), certified removal, or ``forgetter='retrain'``.
     random_state : int, RandomState instance or None, default=None
         Seed of ``'sgd'`` (shuffling and random starts) and of the noise of
         certified removal, where offered.
@@ -114,6 +128,8 @@ class _RobustScoreMixin:
             ``fit`` does: the worst case over a box that does not contain the
             clean inputs is not defined.
         """
+        if is_dask_collection(X):
+            return self._chunked_robust_score(X, y, attack)
         X, y = self._check_eval_inputs(X, y)
         if attack is None:
             self.attack_.threat(X.shape[1]).check_inside(X)
@@ -123,6 +139,55 @@ class _RobustScoreMixin:
             X = X.toarray()
         X_adv = attack.perturb(X, y, lambda Xa, ya: self._input_grad(Xa, ya))
         return self.score(X_adv, y)
+
+
+    def _chunked_robust_score(self, X, y, attack):
+        """``robust_score`` of rows in a Dask collection: one task per chunk
+        (accuracies summed; R^2 from the chunks' worst-case predictions)."""
+        import dask
+
+        X, y = _dask_rows(self, X, y)
+        regression = not self._is_classifier
+
+        def part(Xb, yb):
+            if regression:
+                Xb, yb = self._check_eval_inputs(Xb, yb)
+                if attack is None:
+                    self.attack_.threat(Xb.shape[1]).check_inside(Xb)
+                    return self._worst_scores(Xb, np.asarray(yb, dtype=np.float64)), yb
+                fitted = clone(resolve_attack(attack))
+                Xa = fitted.perturb(Xb, yb, lambda Xc, yc: self._input_grad(Xc, yc))
+                return self.predict(Xa), yb
+            return self.robust_score(Xb, yb, attack) * len(yb), len(yb)
+
+        parts = dask.compute(*[dask.delayed(part)(xb, yb) for xb, yb in
+                               zip(X.to_delayed().ravel(), y.to_delayed().ravel())])
+        if regression:
+            z = np.concatenate([p[0] for p in parts])
+            return float(r2_score(np.concatenate([p[1] for p in parts]), z))
+        return float(sum(p[0] for p in parts) / sum(p[1] for p in parts))
+
+
+def _dask_rows(est, X, y=None):
+    """``X`` (and ``y``) of an evaluation as Dask arrays chunked by whole rows."""
+    from ._chunked import align_rows, as_dask_array
+
+    X, _ = as_dask_array(X, "X", 2)
+    if X.shape[1] != est.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is "
+                         f"expecting {est.n_features_in_} features as input.")
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X, (None if y is None else align_rows(y, X, "y"))
+
+
+def _lazy_rows(est, method, X):
+    """``method`` applied lazily to each chunk of rows of a Dask collection."""
+    X, _ = _dask_rows(est, X)
+    probe = np.asarray(method(np.zeros((1, X.shape[1]))))
+    if probe.ndim == 1:
+        return X.map_blocks(method, drop_axis=1, dtype=probe.dtype)
+    return X.map_blocks(method, chunks=(X.chunks[0], (probe.shape[1],)), dtype=probe.dtype)
 
 
 class _ClassifierMixin(_RobustScoreMixin, ClassifierMixin):
@@ -137,6 +202,8 @@ class _ClassifierMixin(_RobustScoreMixin, ClassifierMixin):
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
+        if is_dask_collection(X):
+            return _lazy_rows(self, self._decision, X)
         return self._decision(X)
 
     def predict(self, X):
@@ -150,6 +217,8 @@ class _ClassifierMixin(_RobustScoreMixin, ClassifierMixin):
         -------
         labels : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return _lazy_rows(self, self.predict, X)
         z = self.decision_function(X)
         if z.ndim == 1:
             return self.classes_[(z > 0).astype(int)]
@@ -275,6 +344,8 @@ class AdversarialLogisticRegression(_ClassifierMixin, BaseAdversarialLinear):
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
+        if is_dask_collection(X):
+            return _lazy_rows(self, self.predict_proba, X)
         z = self.decision_function(X)
         if z.ndim == 1:
             p = expit(z)
@@ -355,7 +426,10 @@ class AdversarialRidge(_RobustScoreMixin, RegressorMixin, BaseAdversarialLinear)
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            A lazy Dask array for a Dask collection.
         """
+        if is_dask_collection(X):
+            return _lazy_rows(self, self._decision, X)
         return self._decision(X)
 
     def _exact_robust_score(self, X, y):
