@@ -432,7 +432,9 @@ class ChunkedLinearObjective(LinearObjective):
         self._require_rows()
         import dask
 
-        rows = np.sort(np.asarray(rows, dtype=np.int64))
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
+            rows = np.unique(rows)  # kept rows come sorted: this is the exception
         X, y, sw = self.data
         blocks_X = X.to_delayed().ravel()
         blocks_y = y.to_delayed().ravel()
