@@ -341,9 +341,11 @@ class ForgetMixin:
                                       or any(s.needs_rows for s in states))
             remaining = np.flatnonzero(kept) if need_rows else None
             solve = update = check = 0.0
-            new, residuals, bounds, steps = [], [], [], 0
+            new, residuals, bounds, steps, infos = [], [], [], 0, []
             for k, (obj, state) in enumerate(zip(objectives, states)):
                 theta, timing = state.forget(obj, req, remaining)
+                if timing.get("solve_info") is not None:
+                    infos.append(timing["solve_info"])  # an iterative solve's record
                 solve += timing["solve_time"]
                 update += timing["update_time"]
                 t1 = time.perf_counter()
@@ -389,6 +391,8 @@ class ForgetMixin:
                                            if bounds else None),
                 "refine_steps": steps,
             }
+            if infos:
+                record["solve_info"] = infos[0] if len(infos) == 1 else infos
             if not has_rows:
                 record["check_skipped"] = "the model keeps no training rows"
             if passes0 is not None:

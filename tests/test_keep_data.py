@@ -137,3 +137,21 @@ def test_squared_loss_under_attack_needs_the_rows():
     light = AdversarialRidge(keep_data=False, **kw).fit(X, y).forget([3, 9], X=X[[3, 9]],
                                                                     y=y[[3, 9]])
     np.testing.assert_allclose(light.coef_, kept.coef_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_newton_first_fit_of_many_rows_equals_the_lbfgs_fit(monkeypatch, loss):
+    # many rows start from a subsample's optimum and finish with Newton steps
+    import skmuter.linear._solvers as solvers
+    from skmuter import AdversarialRidgeClassifier
+
+    X, y = _covtype_like(1500)
+    cls = AdversarialLogisticRegression if loss == "logistic" else AdversarialRidgeClassifier
+    kw = dict(KW, alpha=1e-2)
+    ref = cls(**kw).fit(X, y)
+    monkeypatch.setattr(solvers, "_NEWTON_FIRST_ROWS", 1000)
+    monkeypatch.setattr(solvers, "_SUBSAMPLE_ROWS", 200)
+    fast = cls(**kw).fit(X, y)
+    assert fast.n_iter_[0] < ref.n_iter_[0]
+    np.testing.assert_allclose(fast.coef_, ref.coef_, rtol=1e-7, atol=1e-9)
+    assert fast.optimality_residual_ <= 1e-9

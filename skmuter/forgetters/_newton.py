@@ -214,7 +214,7 @@ class _NewtonType(Forgetter):
         paper = self._paper()
         if paper is not None:
             return paper.solve(A, rhs)
-        if isinstance(A, FactoredCurvature):
+        if not isinstance(A, np.ndarray) and isinstance(A, FactoredCurvature):
             step, self.solve_info_ = A.solve(rhs)
             return step
         if not isinstance(A, np.ndarray):

@@ -196,12 +196,13 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
     linf = obj.threat.norm == "inf" and obj.threat.epsilon > 0
     fun = _linf_split_problem(obj, rows) if linf else _smooth_problem(obj, rows)
     n_iter = steps = 0
-    newton_first = getattr(obj, "chunked", False)
+    newton_first = getattr(obj, "chunked", False) or (
+        theta0 is None and len(rows) >= _NEWTON_FIRST_ROWS)
     if newton_first:
-        # Rows in chunks (a Dask array): every evaluation is a pass over them.
-        # Newton steps need a few passes each and converge in a few steps from
-        # the optimum of a subsample; L-BFGS-B (hundreds of passes) only if
-        # they stall.
+        # Many rows, or rows in chunks (a Dask array): every evaluation is a
+        # pass over them. Newton steps need a few passes each and converge in
+        # a few steps from the optimum of a subsample; L-BFGS-B (hundreds of
+        # passes) only if they stall.
         if theta0 is None:
             theta = _subsample_start(obj, rows, tol, max_iter)
         theta, steps, singular, residual = _newton_polish(obj, theta, rows, tol,
@@ -247,6 +248,8 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
 
 #: rows of the in-memory subsample whose optimum starts a chunked fit
 _SUBSAMPLE_ROWS = 20_000
+#: from this many rows an in-memory fit starts that way too
+_NEWTON_FIRST_ROWS = 100_000
 
 
 def _subsample_start(obj, rows, tol, max_iter):
@@ -262,7 +265,7 @@ def _subsample_start(obj, rows, tol, max_iter):
     Xs = obj._block(rows)
     sub = LinearObjective(Xs, obj.y[rows], obj.loss.name, obj.threat, obj.alpha,
                           obj.fit_intercept, sample_weight=obj._sw(rows))
-    obj.forget_fetched()
+    getattr(obj, "forget_fetched", lambda: None)()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # only a start
         theta, _, _ = solve_exact(sub, tol=max(tol, 1e-9), max_iter=max_iter)

@@ -1,7 +1,14 @@
-"""Inputs of ``AdversarialNet``: arrays, skorch Datasets and the device.
+"""Inputs of ``AdversarialNet``: arrays, skorch and torch Datasets, loaders, the device.
 
 Functions of the net and its data, shared by ``fit``, ``partial_fit`` and
 every inference method; the messages are scikit-learn's where it has one.
+
+A map-style torch ``Dataset`` (or a ``DataLoader`` over one) that does not
+hold arrays is *streamed*: :func:`scan_dataset` checks it in one pass and
+keeps only the labels; :class:`DatasetRows` stands in for the training array
+(reads rows on demand, purges forgotten ones, never pickles the dataset);
+:class:`CodedDataset` is what the training loop iterates and
+:class:`CastDataset` what inference reads.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import torch
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.utils import data_from_dataset, to_numpy
+from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.data import Dataset as TorchDataset
 
+from .._transaction import record_undo
 from ._attacks import TorchThreat
 
 #: numpy dtype of the inputs for a module of each torch float dtype (others: float32)
@@ -138,6 +147,11 @@ def check_inference_X(net, X):
     if isinstance(X, SkorchDataset) and isinstance(X.X, (np.ndarray, torch.Tensor)):
         Xv = net._check_X(X.X, reset=False)
         return X if Xv is X.X else SkorchDataset(Xv, X.y)
+    if isinstance(X, (CastDataset, CodedDataset)):
+        return X
+    if is_streamed(X):
+        # a user's dataset (or loader) of (x, y) items: x cast as it is read
+        return CastDataset(dataset_of(X, "inference"), net._float_dtype(), "inference")
     if isinstance(X, TorchDataset):
         return X
     return net._check_X(X, reset=False)
@@ -149,10 +163,16 @@ def check_X_y(net, X, y, reset):
     Returns ``X``, the class index of each row and the classes.
     """
     X = net._check_X(X, reset)
+    codes, classes = check_labels(net, y, X.shape[0], reset)
+    return X, codes, classes
+
+
+def check_labels(net, y, n, reset):
+    """The class index of each of the ``n`` labels ``y``, and the classes."""
     y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+    if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(
-            f"y must be 1-D with one entry per row of X ({X.shape[0]}), got shape {y.shape}."
+            f"y must be 1-D with one entry per row of X ({n}), got shape {y.shape}."
         )
     if reset:
         classes = np.unique(y)
@@ -174,7 +194,7 @@ def check_X_y(net, X, y, reset):
     pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
     if np.any(classes[order][pos] != y):
         raise ValueError("y has labels not seen in fit.")
-    return X, order[pos].astype(np.int64), classes
+    return order[pos].astype(np.int64), classes
 
 
 def check_inside(attack, X):
@@ -191,3 +211,219 @@ def training_loop(net, classes):
         yield
     finally:
         del net._loop_n_classes
+
+
+# ---- torch datasets and data loaders ---------------------------------------------------
+#: rows read at once when a dataset is scanned or streamed
+SCAN_BATCH = 256
+
+
+def is_streamed(X):
+    """Whether ``X`` is a dataset or data loader read row by row (not arrays).
+
+    A skorch ``Dataset`` holding arrays (or a ``Subset`` of one) is unpacked
+    into its arrays instead, as before; any other map-style torch
+    ``Dataset``, and a ``DataLoader`` over one, is streamed.
+    """
+    if isinstance(X, DataLoader):
+        return True
+    if not isinstance(X, TorchDataset):
+        return False
+    try:
+        Xd, _ = data_from_dataset(X)
+    except AttributeError:
+        return True
+    return not isinstance(Xd, (np.ndarray, torch.Tensor))
+
+
+def dataset_of(X, caller):
+    """The map-style dataset behind ``X`` (a ``Dataset`` or a ``DataLoader`` over one)."""
+    ds = X.dataset if isinstance(X, DataLoader) else X
+    if isinstance(ds, IterableDataset) or not hasattr(ds, "__getitem__") or \
+            not hasattr(ds, "__len__"):
+        raise TypeError(f"{caller} needs a map-style torch Dataset (with __len__ and "
+                        f"__getitem__: forgetting refers to its positions), got "
+                        f"{type(ds).__name__}.")
+    return ds
+
+
+def _as_row(item, i, caller):
+    """``(x, y)`` of the dataset's item ``i``: ``x`` a numeric array, ``y`` a scalar label."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise TypeError(f"{caller} needs a dataset whose items are (x, y) pairs; item {i} is "
+                        f"a {type(item).__name__}"
+                        f"{f' of length {len(item)}' if hasattr(item, '__len__') else ''}.")
+    x, y = item
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = to_numpy(x.float() if x.dtype == torch.bfloat16 else x)
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf" or x.ndim == 0:
+        raise TypeError(f"{caller}: the input x of dataset item {i} must be a numeric array "
+                        f"or tensor of at least one dimension, got {type(item[0]).__name__} "
+                        f"of dtype {x.dtype} and shape {x.shape}.")
+    if isinstance(y, torch.Tensor):
+        y = to_numpy(y.detach().cpu())
+    y = np.asarray(y)
+    if y.size != 1:
+        raise TypeError(f"{caller}: the label y of dataset item {i} must be a scalar, got "
+                        f"shape {y.shape}.")
+    return x, y.reshape(())[()]
+
+
+class DatasetRows:
+    """The training rows of a map-style dataset, read on demand; forgotten rows purged.
+
+    Stands in for the training array: ``rows[positions]`` reads those items
+    (cast to ``dtype``; purged rows read as zeros without touching the
+    dataset), ``rows[positions] = 0`` purges them, ``shape``, ``dtype`` and
+    ``len`` are the array's. The dataset is held by reference (copies share
+    it) and never pickled: an unpickled net gets it back with
+    :meth:`AdversarialNet.attach_dataset <skmuter.nn.AdversarialNet.attach_dataset>`.
+    """
+
+    def __init__(self, dataset, input_shape, dtype, purged=None):
+        self.dataset = dataset
+        self.input_shape = tuple(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.purged = np.zeros(len(dataset), dtype=bool) if purged is None else purged
+
+    @property
+    def shape(self):
+        return (len(self.purged),) + self.input_shape
+
+    @property
+    def ndim(self):
+        return 1 + len(self.input_shape)
+
+    def __len__(self):
+        return len(self.purged)
+
+    def _positions(self, rows):
+        if isinstance(rows, slice):
+            return np.arange(len(self))[rows]
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            return np.flatnonzero(rows)
+        return np.atleast_1d(rows).astype(np.int64)
+
+    def item(self, i):
+        """Input of row ``i`` as an array of ``dtype`` (zeros once purged)."""
+        if self.purged[i]:
+            return np.zeros(self.input_shape, dtype=self.dtype)
+        if self.dataset is None:
+            raise ValueError("this net was fitted on a torch Dataset, which is not pickled "
+                             "with it: call net.attach_dataset(dataset) to forget, retrain "
+                             "or measure on its training rows again.")
+        x, _ = _as_row(self.dataset[int(i)], int(i), "AdversarialNet")
+        if x.shape != self.input_shape:
+            raise ValueError(f"dataset item {int(i)} has an input of shape {x.shape}, but the "
+                             f"net was fitted on rows of shape {self.input_shape}.")
+        return x.astype(self.dtype, copy=False)
+
+    def __getitem__(self, rows):
+        pos = self._positions(rows)
+        out = np.empty((len(pos),) + self.input_shape, dtype=self.dtype)
+        for k, i in enumerate(pos):
+            out[k] = self.item(i)
+        return out
+
+    def __setitem__(self, rows, value):
+        if np.any(np.asarray(value) != 0):
+            raise ValueError("the rows of a dataset can only be purged (set to 0).")
+        pos = self._positions(rows)
+        old = self.purged[pos].copy()
+        self.purged[pos] = True
+        def put_back():
+            self.purged[pos] = old
+
+        record_undo(put_back)  # a failed forget puts the rows back
+
+    def copy(self):
+        """A copy with its own purge marks, reading the same dataset."""
+        return DatasetRows(self.dataset, self.input_shape, self.dtype, self.purged.copy())
+
+    def __deepcopy__(self, memo):
+        return self.copy()  # the dataset is the user's, read only: shared
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["dataset"] = None  # neither the user's data nor its forgotten rows
+        return state
+
+    def attach(self, dataset):
+        """Read the training rows from ``dataset`` again (after unpickling)."""
+        self.dataset = dataset
+
+
+class CodedDataset(TorchDataset):
+    """What the training loop iterates: ``(x, class code)`` of each dataset row."""
+
+    def __init__(self, rows, codes):
+        self.rows = rows
+        self.codes = codes
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.rows.item(i)), self.codes[i]
+
+
+class CastDataset(TorchDataset):
+    """A user's dataset seen by inference: ``x`` cast to the module's dtype, no label."""
+
+    def __init__(self, dataset, dtype, caller):
+        self.dataset = dataset
+        self.dtype = np.dtype(dtype)
+        self.caller = caller
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, _ = _as_row(self.dataset[i], i, self.caller)
+        return torch.from_numpy(np.asarray(x, dtype=self.dtype)), 0
+
+
+def scan_dataset(net, X, attack, reset, caller):
+    """Check every row of a dataset (or a loader's) in one pass, keeping only the labels.
+
+    Inputs must be numeric, finite, of one shape (the fitted one unless
+    ``reset``) and inside the attack's box. Returns the rows
+    (:class:`DatasetRows`) and the labels.
+    """
+    ds = dataset_of(X, caller)
+    n = len(ds)
+    if n == 0:
+        raise ValueError(f"{caller} got an empty dataset.")
+    dtype = net._float_dtype()
+    shape = None if reset else getattr(net, "_input_shape", None)
+    threat = None
+    labels = []
+    for start in range(0, n, SCAN_BATCH):
+        xs = []
+        for i in range(start, min(n, start + SCAN_BATCH)):
+            x, y = _as_row(ds[i], i, caller)
+            if shape is None:
+                shape = x.shape
+            if x.shape != tuple(shape):
+                raise ValueError(f"{caller}: dataset item {i} has an input of shape {x.shape}, "
+                                 f"expected {tuple(shape)} (every row must have the "
+                                 f"{'fitted' if not reset else 'same'} shape).")
+            xs.append(x)
+            labels.append(y)
+        batch = np.asarray(xs, dtype=dtype)
+        if not np.isfinite(batch).all():
+            raise ValueError(f"{caller}: the dataset has inputs with NaN or infinity (rows "
+                             f"{start} to {start + len(xs) - 1}).")
+        if attack is not None:
+            if threat is None:
+                threat = TorchThreat(attack, shape)
+            threat.check_inside(torch.as_tensor(batch, dtype=torch.float32))
+    if reset:
+        net._input_shape = tuple(shape)
+        # n_features_in_, as for arrays (from one row)
+        validate_data(net, np.zeros((1,) + tuple(shape), dtype=dtype), reset=True,
+                      skip_check_array=True)
+    return DatasetRows(ds, shape, dtype), np.asarray(labels)

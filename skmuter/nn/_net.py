@@ -16,13 +16,20 @@ from .._forgetting import ForgetMixin, atomic_fit, reset_forgetting
 from ..attacks import resolve_attack
 from ._attacks import TorchThreat
 from ._inputs import (
+    CastDataset,
+    CodedDataset,
+    DatasetRows,
     check_device_available,
     check_inference_X,
     check_inside,
+    check_labels,
     check_X,
     check_X_y,
+    dataset_of,
     float_dtype,
     from_dataset,
+    is_streamed,
+    scan_dataset,
     torch_device,
     training_loop,
 )
@@ -77,10 +84,17 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     alpha : float, default=1e-4
         Ridge penalty on the forgotten parameters (one share per row).
     forget_params : 'last', 'all' or list of str, default='last'
-        Parameters that forgetting updates: the last ``nn.Linear`` module
-        registered (the MUter paper), every parameter, or the parameters of
-        the named modules (names from ``module_.named_modules()``, or
-        parameter names).
+        Parameters that forgetting updates: the network's output layer (the
+        MUter paper), every parameter, or the parameters of the named modules
+        (names from ``module_.named_modules()``, or parameter names:
+        ``['fc']`` for a torchvision ResNet, ``['classifier.1']`` for a head
+        inside an ``nn.Sequential``). ``'last'`` is found at ``fit`` by
+        running the module on a few training rows: the ``nn.Linear`` whose
+        output is the tensor the module returns, wherever it is registered;
+        failing that (logits post-processed), the last registered
+        ``nn.Linear`` with a name component ``fc``, ``classifier``,
+        ``linear``, ``head``, ``heads``, ``output`` or ``out``, else the last
+        registered ``nn.Linear``. ``forget_names_`` lists the result.
     train_params : {'all', 'forget'}, default='all'
         Parameters the optimizer trains. ``'forget'`` trains only
         ``forget_params`` on a frozen body (run in evaluation mode, so its
@@ -185,6 +199,17 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
     After a forget the optimizer state (which saw the rows) is reset, the
     history (losses computed on them) cleared, and the rows erased from the
     stored training data and every cache.
+
+    Datasets: ``fit(dataset)`` (a map-style torch ``Dataset`` of ``(x, y)``,
+    or a ``DataLoader``, whose dataset is used with the net's own batching)
+    equals the fit on the same arrays. Only the labels are stored; the
+    inputs are read in batches whenever the objective runs the attack, and
+    with a linear head on a frozen body only the head's features at the
+    worst cases are cached per row (``n x n_features``), so image sets too
+    large for one array in memory work. Forgotten positions are marked and
+    never read again. ``score``, ``robust_score`` and ``predict`` accept
+    datasets and stream them. The dataset is not pickled with the net: after
+    loading, :meth:`attach_dataset` gives it back for further forgetting.
 
     Examples
     --------
@@ -337,12 +362,16 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...) or skorch Dataset
+        X : array-like of shape (n_samples, ...), torch Dataset
             Training inputs (inside ``attack.clip`` when it is set); numeric,
             cast to the module's float dtype. A skorch ``Dataset`` of arrays
-            is unpacked (the rows are kept to be forgotten).
+            is unpacked (the rows are kept to be forgotten). Any other
+            map-style torch ``Dataset`` of ``(x, y)`` items (or a
+            ``DataLoader`` over one) is checked in one pass and kept by
+            reference, never copied into an array: forgetting indices are its
+            positions (see Notes).
         y : array-like of shape (n_samples,), default=None
-            Class labels (``None`` only with a ``Dataset`` holding them).
+            Class labels (``None`` with a ``Dataset`` holding them).
         **fit_params : dict
             Passed to the module's ``forward``.
 
@@ -352,16 +381,22 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             Fitted; any earlier forgetting state is discarded.
         """
         attack = self._check_settings()
-        X, y = self._from_dataset(X, y, "fit")
-        X, codes, classes = self._validate_data(X, y, reset=True)
-        self._check_inside(attack, X)
+        X, codes, classes, train = self._training_data(X, y, attack, reset=True, caller="fit")
         with self._seeded():
             if not self.warm_start or not self.initialized_:
                 self.initialize()
-            X = X.astype(self._float_dtype(), copy=False)
+                fresh = True
+            else:
+                fresh = False
+            X = self._cast_rows(X)
+            if fresh:
+                self._resolve_head(X)
             self._start_training(attack, X)
             with self._training_loop(classes):
-                super().partial_fit(X, codes, **fit_params)
+                if train is None:
+                    super().partial_fit(X, codes, **fit_params)
+                else:
+                    super().partial_fit(train, codes, **fit_params)  # y: for splits
         return self._finish_training(X, codes, classes)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
@@ -369,7 +404,8 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...) or skorch Dataset
+        X : array-like of shape (n_samples, ...), torch Dataset
+            As in :meth:`fit`.
         y : array-like of shape (n_samples,), default=None
         classes : ignored
         **fit_params : dict
@@ -382,13 +418,54 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             # never fitted (perhaps initialised): the classes come from this y
             return self.fit(X, y, **fit_params)
         attack = self._check_settings()
-        X, y = self._from_dataset(X, y, "partial_fit")
-        X, codes, classes_ = self._validate_data(X, y, reset=False)
-        self._check_inside(attack, X)
+        X, codes, classes_, train = self._training_data(X, y, attack, reset=False,
+                                                        caller="partial_fit")
+        X = self._cast_rows(X)
         self._start_training(attack, X)
         with self._seeded(), self._training_loop(classes_):
-            super().partial_fit(X, codes, **fit_params)
+            if train is None:
+                super().partial_fit(X, codes, **fit_params)
+            else:
+                super().partial_fit(train, codes, **fit_params)  # y: for splits
         return self._finish_training(X, codes, classes_)
+
+    def _training_data(self, X, y, attack, reset, caller):
+        """Validated rows, class codes, classes, and what the loop iterates (None: arrays).
+
+        A streamed dataset (or loader) is checked in one pass
+        (:func:`~skmuter.nn._inputs.scan_dataset`) and kept by reference.
+        """
+        if is_streamed(X):
+            if y is not None:
+                raise TypeError(f"{caller} takes the labels from the (x, y) items of a torch "
+                                "Dataset or DataLoader (pass y=None); with separate labels y, "
+                                "pass arrays or a skorch Dataset holding arrays.")
+            rows, labels = scan_dataset(self, X, attack, reset, caller)
+            codes, classes = check_labels(self, labels, len(rows), reset)
+            return rows, codes, classes, CodedDataset(rows, codes)
+        X, y = self._from_dataset(X, y, caller)
+        X, codes, classes = self._validate_data(X, y, reset=reset)
+        self._check_inside(attack, X)
+        return X, codes, classes, None
+
+    def _cast_rows(self, X):
+        """The rows in the module's float dtype (a dataset's are cast as they are read)."""
+        if isinstance(X, DatasetRows):
+            X.dtype = self._float_dtype()
+            return X
+        return X.astype(self._float_dtype(), copy=False)
+
+    def _resolve_head(self, X):
+        """With ``forget_params='last'``, find the output layer by running the module on rows."""
+        if not (isinstance(self.forget_params, str) and self.forget_params == "last"):
+            return
+        sample = torch.as_tensor(np.asarray(X[: min(8, len(X))]), device=self._torch_device())
+        names = resolve_names(self.module_, "last", sample)
+        if names != self.forget_names_:
+            self.forget_names_ = names
+            self._theta_init = flat_values(self.module_, names)
+            if self.train_params == "forget":
+                self.initialize_optimizer()
 
     def _start_training(self, attack, X):
         self.attack_ = attack
@@ -452,8 +529,10 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         ----------
         X : array-like of shape (n_samples, ...), tensor or torch Dataset
             Numeric and finite, with rows of the shape seen in ``fit``; cast
-            to the module's float dtype. A torch ``Dataset`` (what skorch's
-            callbacks and validation splits pass) is used as given.
+            to the module's float dtype. A torch ``Dataset`` of ``(x, y)``
+            items (or a ``DataLoader``) is read in batches, its inputs cast
+            as they are read; inside the training loop (skorch's callbacks
+            and validation splits) the loop's datasets are used as given.
 
         Returns
         -------
@@ -486,15 +565,24 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...), tensor or skorch Dataset
+        X : array-like of shape (n_samples, ...), tensor, torch Dataset
+            A torch ``Dataset`` of ``(x, y)`` items (or a ``DataLoader``) is
+            read in batches.
         y : array-like of shape (n_samples,), default=None
-            The labels; ``None`` takes them from a skorch ``Dataset``.
+            The labels; ``None`` takes them from a ``Dataset``.
         sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
         -------
         score : float
         """
+        if is_streamed(X):
+            if y is not None:
+                raise TypeError("score takes the labels from the dataset: pass y=None with a "
+                                 "torch Dataset or DataLoader.")
+            check_is_fitted(self, "n_train_")
+            _, y = scan_dataset(self, X, None, reset=False, caller="score")
+            X = CastDataset(dataset_of(X, "score"), self._float_dtype(), "score")
         if y is None:
             X, y = self._from_dataset(X, y, "score")
             if y is None:
@@ -510,10 +598,11 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...) or skorch Dataset
-            Validated as in :meth:`predict`.
+        X : array-like of shape (n_samples, ...), torch Dataset
+            Validated as in :meth:`predict`; a torch ``Dataset`` of ``(x, y)``
+            items (or a ``DataLoader``) is read in batches.
         y : array-like of shape (n_samples,), default=None
-            The labels; ``None`` takes them from a skorch ``Dataset``.
+            The labels; ``None`` takes them from a ``Dataset``.
         attack : PGD, FGSM or Penalized, default=None
 
         Returns
@@ -521,6 +610,14 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         score : float
         """
         check_is_fitted(self, "n_train_")
+        if is_streamed(X):
+            if y is not None:
+                raise TypeError("robust_score takes the labels from the dataset: pass y=None "
+                                 "with a torch Dataset or DataLoader.")
+            attack = self.attack_ if attack is None else clone(resolve_attack(attack))
+            X, labels = scan_dataset(self, X, attack, reset=False, caller="robust_score")
+            codes, _ = check_labels(self, labels, len(X), reset=False)
+            return robust_accuracy(self, X, codes, attack)
         X, y = self._from_dataset(X, y, "robust_score")
         if y is None:
             raise ValueError("robust_score needs the labels y (or a skorch Dataset holding them).")
@@ -645,6 +742,46 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         new._write_theta(theta)
         new.retrain_info_ = new._objective().refit_info_
         return new
+
+    def attach_dataset(self, X):
+        """Read the training rows from ``X`` again: a net fitted on a dataset, unpickled.
+
+        A net fitted on a torch ``Dataset`` keeps it by reference and never
+        pickles it (so neither the data nor the forgotten rows travel with
+        the net). An unpickled one predicts and scores as it is; to forget,
+        retrain or measure on its training rows, give it the same dataset
+        back. Its forgotten rows stay purged: they are never read.
+
+        Parameters
+        ----------
+        X : torch Dataset
+            The dataset of ``fit`` (or a ``DataLoader`` over it), with the
+            same positions.
+
+        Returns
+        -------
+        self : AdversarialNet
+        """
+        check_is_fitted(self, "n_train_")
+        rows = self._train_X
+        if not isinstance(rows, DatasetRows):
+            raise ValueError(  # noqa: TRY004 - the net's state, not the argument
+                "attach_dataset is for a net fitted on a torch Dataset; this one keeps its "
+                "training arrays.")
+        ds = dataset_of(X, "attach_dataset")
+        if len(ds) != len(rows):
+            raise ValueError(f"the dataset has {len(ds)} rows, but the net was fitted on "
+                             f"{len(rows)}: attach the dataset of fit.")
+        kept = np.flatnonzero(~rows.purged)[:8]  # a few kept rows: same labels
+        check = scan_dataset(self, torch.utils.data.Subset(ds, kept.tolist()), None,
+                             reset=False, caller="attach_dataset")[1]
+        if not np.array_equal(check_labels(self, check, len(kept), reset=False)[0],
+                              self._train_y[kept]):
+            raise ValueError("the dataset's labels differ from those the net was fitted on: "
+                             "attach the dataset of fit.")
+        rows.attach(ds)
+        self._objective_ = None
+        return self
 
     def gradient_residual(self):
         """Norm of the gradient of the remaining robust objective (mean, penalty included).

@@ -75,7 +75,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch.func import grad, jvp, vmap
 
 from .._objective import BaseObjective
-from . import _head
+from . import _head, _kron
 from ._indirect import output_curvature, row_factor
 from ._params import FlatParams, find_head
 from ._points import AttackPoints, row_chunks, theta_key
@@ -142,6 +142,9 @@ class NetObjective(BaseObjective):
         #: the linear head whose parameters are ``theta`` (None: derivatives run
         #: through the whole network)
         self.head = find_head(self.params, self._x(np.arange(min(8, len(X)))))
+        if self.head is not None and not isinstance(X, np.ndarray):
+            # rows read from a dataset: keep per row what the head sees, not the inputs
+            self.attack_points.stream_features(self.head.features)
 
     # ---- parameters, data and points ---------------------------------------------
     def _t(self, theta):
@@ -199,6 +202,8 @@ class NetObjective(BaseObjective):
 
     def _model_inputs(self, theta, rows, points):
         """What the loss of ``theta`` runs on: head features when possible."""
+        if self.head is not None and self.attack_points.features is not None:
+            return self.attack_points.model_features(theta, rows, points), True
         x = self.inputs(theta, rows, points)
         if self.head is None:
             return x, False
@@ -375,6 +380,9 @@ class NetObjective(BaseObjective):
         cols = np.arange(self.n_params) if cols is None else np.asarray(cols)
         if kind != "paper" and len(cols) <= self.dense_max:
             return self._dense(theta, rows, kind, points, cols)
+        if kind in ("hessian", "total") and self.head is not None:
+            # a large head: its Kronecker factors, never a per-parameter product
+            return _kron.head_curvature(self, theta, rows, kind, points, cols)
         return self._operator(theta, rows, kind, points, cols, neumann_order)
 
     def _dense(self, theta, rows, kind, points, cols):

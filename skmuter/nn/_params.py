@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-__all__ = ["FlatParams", "LinearHead", "find_head", "flat_values", "frozen_copy", "resolve_names",
-           "write_flat"]
+__all__ = ["HEAD_NAMES", "FlatParams", "LinearHead", "find_head", "flat_values", "frozen_copy",
+           "output_linear", "resolve_names", "write_flat"]
 
 
 def frozen_copy(module, device, dtype):
@@ -36,22 +36,78 @@ def frozen_copy(module, device, dtype):
     return out
 
 
-def resolve_names(module, spec):
-    """Names of the trainable parameters that ``forget_params=spec`` selects, in order."""
+#: names that mark a network's output layer (torchvision: ``fc``, ``classifier``, ``heads.head``)
+HEAD_NAMES = ("fc", "classifier", "linear", "head", "heads", "output", "out")
+
+
+def _linear_modules(module):
+    return [name for name, mod in module.named_modules() if isinstance(mod, torch.nn.Linear)]
+
+
+def _own_params(names, mod_name):
+    prefix = mod_name + "." if mod_name else ""
+    return [n for n in names if n.startswith(prefix) and "." not in n[len(prefix):]]
+
+
+def output_linear(module, sample):
+    """Name of the ``nn.Linear`` whose output *is* the network's output on ``sample``, or None.
+
+    The module runs once on ``sample`` (evaluation mode, no gradients; the
+    modes of its submodules are put back), with a forward hook on every
+    ``nn.Linear``: the layer that produced the very tensor the network
+    returns is its output layer, wherever it is registered.
+    """
+    linears = {n: m for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
+    if not linears:
+        return None
+    outputs, handles = [], []  # the outputs are kept alive: compared by identity
+    for name, mod in linears.items():
+        def hook(m, inp, out, name=name):
+            outputs.append((out, name))
+        handles.append(mod.register_forward_hook(hook))
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        with torch.no_grad():
+            result = module(sample)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes:
+            m.training = mode
+    hits = [name for out, name in outputs if out is result]
+    return hits[-1] if hits else None
+
+
+def resolve_names(module, spec, sample=None):
+    """Names of the trainable parameters that ``forget_params=spec`` selects, in order.
+
+    ``'last'`` is the network's output layer, an ``nn.Linear``: with a
+    ``sample`` input, the one whose output is the network's output
+    (:func:`output_linear`); otherwise (or when no layer's output is returned
+    as it is) the last registered ``nn.Linear`` whose name has a component
+    among :data:`HEAD_NAMES` (``fc``, ``classifier``, ``linear``, ``head``,
+    ...), else the last registered ``nn.Linear``.
+    """
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     names = [n for n, _ in named]
     if isinstance(spec, str) and spec == "all":
         return names
     if isinstance(spec, str) and spec == "last":
-        last = None
-        for mod_name, mod in module.named_modules():
-            if isinstance(mod, torch.nn.Linear):
-                last = mod_name
-        if last is None:
+        linears = _linear_modules(module)
+        if not linears:
             raise ValueError("forget_params='last' needs a torch.nn.Linear module in the "
                              "network; name the modules to forget instead.")
-        prefix = last + "." if last else ""
-        return [n for n in names if n.startswith(prefix) and "." not in n[len(prefix):]]
+        last = output_linear(module, sample) if sample is not None else None
+        if last is None:
+            marked = [n for n in linears if set(n.split(".")) & set(HEAD_NAMES)]
+            last = (marked or linears)[-1]
+        own = _own_params(names, last)
+        if not own:
+            raise ValueError(f"forget_params='last' selects the output layer {last!r}, which "
+                             "has no trainable parameters; name the modules to forget "
+                             "instead.")
+        return own
     if isinstance(spec, str) or not all(isinstance(s, str) for s in np.ravel(spec)):
         raise ValueError(
             f"forget_params must be 'last', 'all' or a list of module names, got {spec!r}."

@@ -66,6 +66,19 @@ class AttackPoints:
         self.dtype = params.dtype
         self.input_shape = tuple(X.shape[1:])
         self._adv_cache = {}
+        #: the head's feature map when only features are cached (see :meth:`stream_features`)
+        self.features = None
+        self._clean_features = {}
+
+    def stream_features(self, features):
+        """Cache the head's features of each row instead of its (adversarial) inputs.
+
+        For rows read from a dataset: what is kept per row is what the head
+        sees (``n x n_features`` per cached parameter vector), never the
+        inputs; :meth:`adversarial` then re-runs the attack on each call.
+        """
+        self.features = features
+        self._adv_cache.clear()
 
     def x(self, rows):
         """Clean inputs of ``rows`` (float64 tensor)."""
@@ -110,9 +123,23 @@ class AttackPoints:
         return perturb(self.threat, x, self._input_grad(theta_t.detach(), y),
                        self.noise(rows), start=start, info=info)
 
+    def _attacked(self, theta_t, rows):
+        """Adversarial inputs of ``rows`` at ``theta_t``, attacked chunk by chunk (not cached)."""
+        return torch.cat([self.attack(theta_t, chunk)
+                          for chunk in row_chunks(np.asarray(rows, dtype=np.int64),
+                                                  self.batch_size)])
+
     def adversarial(self, theta, rows):
         """Adversarial inputs of ``rows`` at ``theta``, cached for the two vectors
-        used last (least recently used first out)."""
+        used last (least recently used first out); recomputed each time when
+        only features are cached."""
+        if not len(rows):
+            return self.x(rows)
+        if self.features is not None:
+            return self._attacked(self.params.tensor(theta), rows)
+        return self._cached(theta, rows, self.attack)
+
+    def _cached(self, theta, rows, compute):
         key = theta_key(theta)
         if key in self._adv_cache:
             self._adv_cache[key] = self._adv_cache.pop(key)  # now the most recent
@@ -123,10 +150,38 @@ class AttackPoints:
         store, theta_t = self._adv_cache[key]
         missing = np.array([r for r in rows if int(r) not in store], dtype=np.int64)
         for chunk in row_chunks(missing, self.batch_size):
-            xa = self.attack(theta_t, chunk)
-            for r, v in zip(chunk, xa):
+            for r, v in zip(chunk, compute(theta_t, chunk)):
                 store[int(r)] = v
-        return torch.stack([store[int(r)] for r in rows]) if len(rows) else self.x(rows)
+        return torch.stack([store[int(r)] for r in rows])
+
+    def model_features(self, theta, rows, points):
+        """The head's features of ``rows`` at ``points`` (with :meth:`stream_features`).
+
+        ``rows`` must not be empty.
+
+        Clean features are cached once per row; adversarial ones per
+        parameter vector, like the adversarial inputs otherwise.
+        """
+        if points == "clean" or self.threat.epsilon == 0:
+            missing = np.array([r for r in rows if int(r) not in self._clean_features],
+                               dtype=np.int64)
+            for chunk in row_chunks(missing, self.batch_size):
+                with torch.no_grad():
+                    phi = self.features(self.x(chunk))
+                for r, v in zip(chunk, phi):
+                    self._clean_features[int(r)] = v
+            return torch.stack([self._clean_features[int(r)] for r in rows])
+        if points != "adversarial":
+            raise ValueError(f"points must be 'clean' or 'adversarial', got {points!r}.")
+        if not len(rows):
+            return self.model_features(theta, rows, "clean")
+
+        def compute(theta_t, chunk):
+            xa = self.attack(theta_t, chunk)
+            with torch.no_grad():
+                return self.features(xa)
+
+        return self._cached(theta, rows, compute)
 
     def inputs(self, theta, rows, points):
         """Inputs of ``rows`` at ``points`` (``'clean'`` or ``'adversarial'``)."""
@@ -161,3 +216,5 @@ class AttackPoints:
         for store, _ in self._adv_cache.values():
             for r in rows:
                 store.pop(r, None)
+        for r in rows:
+            self._clean_features.pop(r, None)

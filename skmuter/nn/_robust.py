@@ -40,7 +40,6 @@ def robust_accuracy(net, X, codes, attack):
     device = net._torch_device()
     threat = TorchThreat(attack, X.shape[1:], device=device,
                          dtype=torch.from_numpy(X[:0]).dtype)
-    threat.check_inside(torch.as_tensor(X, device=device))
     seed = attack.random_state if isinstance(attack.random_state, numbers.Integral) else (
         net.random_state or 0)
     gen = torch.Generator().manual_seed(int(seed))
@@ -48,6 +47,7 @@ def robust_accuracy(net, X, codes, attack):
     correct = 0
     for start in range(0, len(X), 512):
         xb = torch.as_tensor(X[start:start + 512], device=device)
+        threat.check_inside(xb)  # batch by batch: X may be a dataset's rows
         yb = torch.as_tensor(codes[start:start + 512], device=device)
 
         def input_grad(xa, yb=yb):
