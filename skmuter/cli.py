@@ -9,7 +9,10 @@
     The MUter paper's linear experiments (see :mod:`skmuter.benchmark`):
     prints the efficiency table (Table 6 layout) and the effectiveness,
     accuracy and robustness tables, and writes CSV files and PNG figures
-    (the figures with matplotlib only).
+    (the figures with matplotlib only). ``--model net`` runs the paper's
+    network protocol instead (:func:`skmuter.benchmark.run_net_benchmark`: a
+    frozen convolutional body, a head fine-tuned under PGD and FGSM; Table 7
+    and Figure 9) on ``--dataset digits`` or ``mnist``.
 
 Bad arguments (an unknown choice, a removal size that does not parse, a
 data file that cannot be read, an output folder that cannot be written) end
@@ -34,8 +37,11 @@ from .benchmark import (
     ATTACKS,
     DATASETS,
     DEFAULT_FORGETTERS,
+    DEFAULT_NET_REMOVALS,
     DEFAULT_REMOVALS,
     MODELS,
+    NET_DATASETS,
+    NET_PROTOCOLS,
     PROTOCOLS,
     RETRAIN,
 )
@@ -113,6 +119,17 @@ def _positive_int(text):
     return value
 
 
+def _forget_tol(text):
+    key = text.strip().lower()
+    if key in ("default", "none"):
+        return None if key == "none" else "default"
+    value = _nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected 'default', 'none' or a number > 0, got "
+                                         f"{text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skmuter`` command."""
     parser = _Parser(
@@ -147,34 +164,56 @@ def build_parser() -> argparse.ArgumentParser:
                     "table (the paper's Table 6 layout) and the effectiveness, accuracy and "
                     "robustness tables; writes CSV files and PNG figures.",
     )
-    bench.add_argument("--dataset", default="mnist-b", choices=DATASETS,
-                       help="digits (offline, bundled), mnist-b or covtype (default: mnist-b)")
-    bench.add_argument("--model", default="logistic", choices=MODELS,
-                       help="logistic regression or ridge classifier (default: logistic)")
-    bench.add_argument("--attack", default="fgsm", choices=ATTACKS,
+    bench.add_argument("--dataset", default=None, metavar="{" + ",".join(DATASETS) + "}",
+                       help="digits (offline, bundled), mnist-b or covtype (default: mnist-b); "
+                            "with --model net: digits (the ten classes) or mnist "
+                            "(default: mnist)")
+    bench.add_argument("--model", default="logistic", choices=(*MODELS, "net"),
+                       help="logistic regression, ridge classifier, or net: the paper's "
+                            "network protocol, a frozen conv body and an adversarially "
+                            "fine-tuned head (default: logistic)")
+    bench.add_argument("--attack", default=None, choices=ATTACKS,
                        help="attack of the threat model and of the evaluation; fgsm is the "
-                            "paper's random start plus one step (default: fgsm)")
-    bench.add_argument("--removals", default=DEFAULT_REMOVALS,
-                       help=f"removal sizes, counts or percentages (default: {DEFAULT_REMOVALS})")
+                            "paper's random start plus one step (default: fgsm); with --model "
+                            "net: the attack the head is fine-tuned under (default: both, "
+                            "pgd then fgsm)")
+    bench.add_argument("--removals", default=None,
+                       help=f"removal sizes, counts or percentages (default: {DEFAULT_REMOVALS})"
+                            f"; with --model net: {DEFAULT_NET_REMOVALS}")
     bench.add_argument("--forgetters", type=_forgetter_list, default=list(DEFAULT_FORGETTERS),
                        help="comma-separated forgetter names (default: all); the exact "
                             "retrain always runs")
     bench.add_argument("--repeats", type=_positive_int, default=None,
                        help="random removal orders, medians reported (default: "
                             + ", ".join(f"{k} {p.repeats}" for k, p in PROTOCOLS.items())
+                            + "; net: "
+                            + ", ".join(f"{k} {p.repeats}" for k, p in NET_PROTOCOLS.items())
                             + ")")
     bench.add_argument("--gradient-residuals", default="largest",
                        choices=("all", "largest", "none"),
                        help="where to compute the gradient residual, a pass over the "
                             "training data per model (default: at the largest size, "
-                            "first repeat)")
+                            "first repeat; linear models only)")
     bench.add_argument("--sequential", action="store_true",
                        help="forget one row per request (the paper's Algorithm 1) instead "
-                            "of one request per removal-size step")
-    bench.add_argument("--alpha", type=_nonnegative_float, default=1e-4,
-                       help="L2 penalty, the paper's lambda (default: 1e-4)")
+                            "of one request per removal-size step (linear models only)")
+    bench.add_argument("--alpha", type=_nonnegative_float, default=None,
+                       help="L2 penalty, the paper's lambda (default: 1e-4; net: "
+                            + ", ".join(f"{k} {p.alpha:g}" for k, p in NET_PROTOCOLS.items())
+                            + ")")
+    bench.add_argument("--n-train", type=_positive_int, default=None,
+                       help="--model net: rows the head is trained on and forgets (default: "
+                            + ", ".join(f"{k} {p.n_train}" for k, p in NET_PROTOCOLS.items())
+                            + ")")
+    bench.add_argument("--forget-tol", type=_forget_tol, default=None,
+                       help="--model net: the heads' forget_tol, 'none' (each forgetter's own "
+                            "step, unchecked, as in the paper), 'default' (AdversarialNet's: "
+                            "every request checked and corrected, timed with the check) or "
+                            "a number (default: none)")
+    bench.add_argument("--device", default="cpu",
+                       help="--model net: torch device, cpu or cuda (default: cpu)")
     bench.add_argument("--data", metavar="PATH",
-                       help=f"data file or folder of mnist-b or covtype (default: "
+                       help=f"data file or folder of mnist-b, covtype or mnist (default: "
                             f"${DATA_ENV}, then download)")
     bench.add_argument("--out", metavar="DIR", default="skmuter-bench",
                        help="folder for CSV and PNG files (default: ./skmuter-bench)")
@@ -280,7 +319,88 @@ def _demo(args):
     return 0
 
 
+def _choices(values):
+    return ", ".join(repr(v) for v in values)
+
+
 def _bench(args):
+    net = args.model == "net"
+    allowed = NET_DATASETS if net else DATASETS
+    if args.dataset is None:
+        args.dataset = "mnist" if net else "mnist-b"
+    if args.dataset not in allowed:
+        tail = " for --model net" if net else ""
+        raise UsageError(f"argument --dataset: invalid choice: {args.dataset!r} (choose from "
+                         f"{_choices(allowed)}{tail})")
+    if net:
+        return _bench_net(args)
+    for option, value, empty in (("--n-train", args.n_train, None),
+                                 ("--forget-tol", args.forget_tol, None),
+                                 ("--device", args.device, "cpu")):
+        if value != empty:
+            raise UsageError(f"argument {option}: for --model net only")
+    args.attack = args.attack or "fgsm"
+    args.removals = args.removals or DEFAULT_REMOVALS
+    args.alpha = 1e-4 if args.alpha is None else args.alpha
+    return _bench_linear(args)
+
+
+def _bench_net(args):
+    import dataclasses
+    import types
+
+    from .benchmark import (
+        NetBenchmarkSettings,
+        load_net_data,
+        parse_removals,
+        run_net_benchmark,
+    )
+    from .nn._inputs import check_device_available
+
+    t_start = time.perf_counter()
+    if args.data is not None and args.dataset == "digits":
+        raise UsageError("argument --data: the digits are bundled with scikit-learn; "
+                         "--data is for mnist")
+    if args.sequential:
+        raise UsageError("argument --sequential: for the linear models only")
+    _checked(check_device_available, types.SimpleNamespace(device=args.device))
+    protocol = NET_PROTOCOLS[args.dataset]
+    changes = {"n_train": args.n_train, "alpha": args.alpha, "repeats": args.repeats}
+    protocol = dataclasses.replace(protocol, **{k: v for k, v in changes.items()
+                                                if v is not None})
+    data = _checked(load_net_data, args.dataset, args.data, protocol)
+    removals = _checked(parse_removals, args.removals or DEFAULT_NET_REMOVALS,
+                        len(data.y_train))
+    out = _output_folder(args.out)
+    attacks = [args.attack] if args.attack else ["pgd", "fgsm"]
+    print(f"skmuter bench: {args.dataset}, net (frozen conv body, adversarial head), "
+          f"{' and '.join(a.upper() for a in attacks)}, removals "
+          f"{', '.join(f'{lab}={n}' if lab.endswith('%') else lab for lab, n in removals)}, "
+          f"{protocol.repeats} repeat(s), forget_tol={args.forget_tol}, device {args.device}",
+          flush=True)
+    settings = NetBenchmarkSettings(
+        removals=[lab for lab, _ in removals], forgetters=args.forgetters, attacks=attacks,
+        repeats=protocol.repeats, forget_tol=args.forget_tol, device=args.device,
+        random_state=args.seed, progress=not args.no_progress)
+    result = run_net_benchmark(data, protocol, settings, info={"dataset": args.dataset},
+                               echo=lambda line: print(line, flush=True))
+    print()
+    print(result.report())
+    prefix = f"{args.dataset}_net_"
+    paths = result.save(out, prefix=prefix, figures=False)
+    try:
+        paths += result.plot(out, prefix=prefix)
+    except ImportError as exc:  # matplotlib, an optional extra, is missing
+        print(f"\nno figures: {exc}")
+        kinds = f"{prefix}*.csv, {prefix}report.txt"
+    else:
+        kinds = f"{prefix}*.csv, {prefix}report.txt, {prefix}figure9.png"
+    print(f"\nwrote {len(paths)} files to {out}/ ({kinds})")
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def _bench_linear(args):
     from .benchmark import (
         BenchmarkSettings,
         load_dataset,

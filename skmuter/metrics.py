@@ -39,9 +39,15 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from ._audit import membership_audit
+from ._audit import (
+    audit_populations,
+    membership_audit,
+    unlearning_audit,
+    unlearning_epsilon,
+)
 
 __all__ = [
+    "audit_populations",
     "forget_report",
     "gradient_residual",
     "membership_audit",
@@ -51,6 +57,8 @@ __all__ = [
     "retrain",
     "robust_accuracy",
     "robust_objective",
+    "unlearning_audit",
+    "unlearning_epsilon",
 ]
 
 
@@ -65,12 +73,14 @@ def _params(est):
     return np.concatenate([W.ravel(), b.ravel()])
 
 
-def retrain(est):
+def retrain(est, X=None, y=None, sample_weight=None):
     """Return a new estimator fitted exactly on the rows ``est`` has not forgotten.
 
     Parameters
     ----------
     est : fitted skmuter estimator or ForgetPipeline
+    X, y, sample_weight : array-like, optional
+        The kept rows, for a linear model that keeps none (``keep_data=False``).
 
     Returns
     -------
@@ -96,6 +106,8 @@ def retrain(est):
     True
     """
     check_is_fitted(est)
+    if X is not None or y is not None or sample_weight is not None:
+        return est.retrain(X, y, sample_weight=sample_weight)
     if hasattr(est, "retrain"):
         return est.retrain()
     X, y = est.remaining_training_data()
@@ -269,7 +281,7 @@ def objective_gap_fraction(unlearned, original, retrained):
     return (r_u - r_r) / (r_0 - r_r)
 
 
-def gradient_residual(est):
+def gradient_residual(est, X=None, y=None, sample_weight=None):
     """Norm of the minimal subgradient of the remaining robust objective at ``est``.
 
     The objective is the mean over the rows not forgotten of the worst-case
@@ -280,6 +292,8 @@ def gradient_residual(est):
     ----------
     est : fitted skmuter estimator or ForgetPipeline
         For a pipeline, its final estimator on its transformed kept rows.
+    X, y, sample_weight : array-like, optional
+        The kept rows, for a linear model that keeps none (``keep_data=False``).
 
     Returns
     -------
@@ -295,6 +309,8 @@ def gradient_residual(est):
     True
     """
     check_is_fitted(est)
+    if X is not None or y is not None or sample_weight is not None:
+        return float(est.gradient_residual(X, y, sample_weight=sample_weight))
     return float(est.gradient_residual())
 
 

@@ -157,6 +157,17 @@ def test_mnist_b_example_on_a_tiny_fake_file(tmp_path, monkeypatch, capsys):
     assert (out / "mnist-b_logistic_effectiveness.png").is_file()
 
 
+def test_network_benchmark_example(monkeypatch, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    _run_example("network_benchmark.py", [], monkeypatch)
+    out = capsys.readouterr().out
+    assert "speed-up (retrain / muter)" in out and "objective-gap fraction" in out
+    fractions = [float(v) for line in out.splitlines() if line.startswith("do-nothing")
+                 for v in line.split()[1:]]
+    assert fractions == [1.0, 1.0]
+
+
 def test_certified_removal_example(monkeypatch, capsys):
     _run_example("certified_removal.py", [], monkeypatch)
     out = capsys.readouterr().out

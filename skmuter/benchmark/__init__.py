@@ -23,12 +23,30 @@ Every figure is a median over the repeats. :func:`paper_estimator` and
 ``alpha=1e-4``, l_inf threat inside [0, 1]); :class:`BenchmarkSettings` holds
 what a run of :func:`run_benchmark` does.
 
+The network protocol of the paper (a frozen convolutional body, a head
+fine-tuned adversarially under PGD and FGSM; Table 7 and Figure 9) is
+:func:`run_net_benchmark` with :class:`NetBenchmarkResult` (``_net``; torch is
+imported only when it runs).
+
 The figures need matplotlib, an optional extra (``pip install 'skmuter[plot]'``),
 imported only when a figure is drawn. Layout: ``_protocol`` (datasets, threat
 models, removal sizes), ``_runner`` (:func:`run_benchmark`), ``_results``
 (tables, text report, CSV files) and ``_plotting`` (the figures).
 """
 
+from ._net import (
+    DEFAULT_NET_REMOVALS,
+    NET_ATTACKS,
+    NET_DATASETS,
+    NET_PROTOCOLS,
+    NetBenchmarkResult,
+    NetBenchmarkSettings,
+    NetData,
+    NetProtocol,
+    load_net_data,
+    net_attack,
+    run_net_benchmark,
+)
 from ._protocol import (
     ATTACKS,
     DATASETS,
@@ -51,17 +69,28 @@ __all__ = [
     "ATTACKS",
     "DATASETS",
     "DEFAULT_FORGETTERS",
+    "DEFAULT_NET_REMOVALS",
     "DEFAULT_REMOVALS",
     "DO_NOTHING",
     "MODELS",
+    "NET_ATTACKS",
+    "NET_DATASETS",
+    "NET_PROTOCOLS",
     "PROTOCOLS",
     "RETRAIN",
     "BenchmarkResult",
     "BenchmarkSettings",
+    "NetBenchmarkResult",
+    "NetBenchmarkSettings",
+    "NetData",
+    "NetProtocol",
     "Protocol",
     "load_dataset",
+    "load_net_data",
+    "net_attack",
     "paper_attack",
     "paper_estimator",
     "parse_removals",
     "run_benchmark",
+    "run_net_benchmark",
 ]

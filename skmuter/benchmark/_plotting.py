@@ -160,3 +160,40 @@ def _lines(ax, table, log=False):
 
 def _colors(methods):
     return [_STYLE.get(m, {}).get("color", "tab:gray") for m in methods]
+
+
+def plot_figure9(result, out_dir, prefix: str = "") -> list:
+    """Draw ``figure9.png`` of a network benchmark (:class:`NetBenchmarkResult`).
+
+    One row of three panels per attack, against the removal count, one line
+    per method: effectiveness (the objective-gap fraction: 0 = the head
+    retrain, 1 = do nothing), clean test accuracy and robust test accuracy
+    (the layout of the MUter paper's Figure 9).
+    """
+    plt = _pyplot()
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    panels = result.figure9_tables()
+    info = result.info
+    fig, axes = plt.subplots(len(panels), 3, figsize=(15, 4.2 * len(panels)), squeeze=False)
+    labels = {"effectiveness": "objective-gap fraction (0 = retrain, 1 = do nothing)",
+              "clean accuracy": "clean test accuracy (median)",
+              "robust accuracy": "robust test accuracy (median)"}
+    for row, (attack, tables) in enumerate(panels.items()):
+        for col, (panel, table) in enumerate(tables.items()):
+            ax = axes[row, col]
+            _lines(ax, table)
+            ax.set_ylabel(labels[panel])
+            ax.set_title(f"{attack.upper()}: {panel}", fontsize=10)
+            if panel == "effectiveness":  # linear within [-1, 1], logarithmic beyond
+                ax.set_yscale("symlog", linthresh=1.0)
+                ax.axhline(0.0, color="black", linewidth=0.8)
+    fig.suptitle(f"{info.get('dataset', '')}: frozen conv body, adversarial head "
+                 f"({info.get('n_train', '?')} rows, median of {info.get('repeats', '?')} "
+                 "repeats)", fontsize=10)
+    fig.tight_layout()
+    path = out / f"{prefix}figure9.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]

@@ -258,7 +258,7 @@ class _RowView:
 
 def _as_rows(key, n):
     if isinstance(key, slice):
-        return np.arange(n)[key]
+        return np.arange(*key.indices(n))
     key = np.asarray(key)
     if key.dtype == bool:
         return np.flatnonzero(key)
