@@ -102,7 +102,7 @@ def test_threads_scheduler_request_without_a_pass(small_subsample):
     assert _rel(mem, est) <= 1e-8
 
 
-def test_metrics_and_scores_on_dask(small_subsample):
+def test_metrics_and_scores_on_dask():
     X, _, s = _data(400)
     y = np.digitize(s, np.quantile(s, [0.33, 0.66]))  # three classes
     kw = {"attack": PGD(epsilon=0.05, clip=(0, 1)), "alpha": 1e-2}
