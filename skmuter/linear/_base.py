@@ -248,24 +248,10 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             X.sum_duplicates()
             X.sort_indices()
         sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-        attack = clone(resolve_attack(self.attack))
-        if isinstance(attack, Penalized):  # a valid attack, not for this model
-            raise ValueError(  # noqa: TRY004
-                "attack=Penalized(...) is for networks (skmuter.AdversarialNet); a linear "
-                "model's worst case over a ball is exact already: use PGD or FGSM."
-            )
-        threat, _ = attack._check(X.shape[1])
+        attack, threat = self._fitted_attack(X.shape[1])
         check_inside(threat, X)
         targets = self._encode_targets(y)
-        certified = getattr(self, "certified", None)
-        noises = [None] * len(targets)
-        if certified is not None:
-            certified._validate_params()
-            if self.alpha <= 0:
-                raise ValueError("certified removal needs a strongly convex objective: "
-                                 "alpha must be > 0.")
-            noises = certified.linear_terms(len(targets), X.shape[1] + int(self.fit_intercept),
-                                            self.random_state)
+        certified, noises = self._certified_terms(len(targets), X.shape[1])
         self.attack_ = attack
         objectives = [
             LinearObjective(X, t, self._loss, threat, self.alpha, self.fit_intercept,
@@ -306,6 +292,29 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         if not self.keep_data:
             self._drop_rows()
         return self
+
+    def _fitted_attack(self, d):
+        """The validated copy of ``attack`` and its threat on ``d`` features."""
+        attack = clone(resolve_attack(self.attack))
+        if isinstance(attack, Penalized):  # a valid attack, not for this model
+            raise ValueError(  # noqa: TRY004
+                "attack=Penalized(...) is for networks (skmuter.AdversarialNet); a linear "
+                "model's worst case over a ball is exact already: use PGD or FGSM."
+            )
+        threat, _ = attack._check(d)
+        return attack, threat
+
+    def _certified_terms(self, n_problems, d):
+        """``(certified, linear terms)`` of certified removal (None and Nones without)."""
+        certified = getattr(self, "certified", None)
+        if certified is None:
+            return None, [None] * n_problems
+        certified._validate_params()
+        if self.alpha <= 0:
+            raise ValueError("certified removal needs a strongly convex objective: "
+                             "alpha must be > 0.")
+        return certified, certified.linear_terms(n_problems, d + int(self.fit_intercept),
+                                                 self.random_state)
 
     def _fit_chunked(self, X, y, sample_weight):
         """``fit`` on a Dask collection: one validation pass, then the exact
@@ -355,13 +364,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                 raise ValueError("sample_weight sums to zero: at least one row needs a "
                                  "positive weight.")
             weight_total = float(stats[-2])
-        attack = clone(resolve_attack(self.attack))
-        if isinstance(attack, Penalized):
-            raise ValueError(  # noqa: TRY004
-                "attack=Penalized(...) is for networks (skmuter.AdversarialNet); a linear "
-                "model's worst case over a ball is exact already: use PGD or FGSM."
-            )
-        threat, _ = attack._check(d)
+        attack, threat = self._fitted_attack(d)
         check_inside(threat, np.vstack([stats[0], stats[1]]))  # the columns' ranges
         if self._is_classifier:
             from sklearn.utils.multiclass import check_classification_targets
@@ -380,15 +383,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
                 raise ValueError("Input y contains NaN or infinity.")
             targets = [y.astype(np.float64)]
             self._kept_counts = np.array([n], dtype=np.int64)
-        certified = getattr(self, "certified", None)
-        noises = [None] * len(targets)
-        if certified is not None:
-            certified._validate_params()
-            if self.alpha <= 0:
-                raise ValueError("certified removal needs a strongly convex objective: "
-                                 "alpha must be > 0.")
-            noises = certified.linear_terms(len(targets), d + int(self.fit_intercept),
-                                            self.random_state)
+        certified, noises = self._certified_terms(len(targets), d)
         self.attack_ = attack
         objectives = [
             ChunkedLinearObjective(
