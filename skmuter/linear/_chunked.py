@@ -31,7 +31,6 @@ import numpy as np
 from ._kinks import Ties
 from ._objective import LinearObjective
 from ._pass import RowPass
-from ._worst_case import bind
 
 #: a set of rows is fetched and evaluated in memory when it is less than half
 #: the rows and at most this many entries
@@ -144,46 +143,8 @@ def _op_support_sweep(local, rows, theta, m, cols, hessian):
     return rp.support_sweep(local, theta, local.y, _weights(local, rows), m, cols, hessian)
 
 
-def _op_loss_sum(local, rows, theta):
-    total = 0.0
-    for r in _blocks(rows, local.n_features):
-        z, _, _, _ = local.points(theta, r, wcols=np.arange(0))
-        values = local.loss.value(z, local.y[r])
-        sw = local._sw(r)
-        total += float((values if sw is None else values * sw).sum())
-    return total
-
-
 def _op_weight_sum(local, rows):
     return float(local.weight_sum(rows))
-
-
-def _op_linf_pieces(local, rows, theta, ties):
-    """``(X^T g, A, B, sum g)`` of an l_inf minimal subgradient (ties included)."""
-    d = local.n_features
-    xtg, A, B, gb = np.zeros(d), np.zeros(d), np.zeros(d), 0.0
-    for r, z, _, _, s, weight in local._terms(theta, rows, "adversarial", np.arange(0), ties):
-        g1 = local.loss.d1(z, local.y[r])
-        if weight is not None:
-            g1 = g1 * weight
-        Xr = local._block(r)
-        xtg += g1 @ Xr
-        a, b = bind(local.threat, Xr).linf_split_grads(g1, s)
-        A += a
-        B += b
-        gb += float(g1.sum())
-    return xtg, A, B, gb
-
-
-def _op_zero_direction(local, rows, theta):
-    """``sum s_i g_i`` at ``w = 0`` (the l_2 subgradient there)."""
-    c = 0.0
-    for r in _blocks(rows, local.n_features):
-        z, _, _, s = local.points(theta, r, wcols=np.arange(0))
-        g1 = local.loss.d1(z, local.y[r])
-        sw = local._sw(r)
-        c += float(np.sum(s * (g1 if sw is None else g1 * sw)))
-    return c
 
 
 def _op_kink_rows(local, rows, theta, cols):
@@ -211,10 +172,7 @@ _OPS = {
     "linf_split": _op_linf_split,
     "smooth": _op_smooth,
     "support_sweep": _op_support_sweep,
-    "loss_sum": _op_loss_sum,
     "weight_sum": _op_weight_sum,
-    "linf_pieces": _op_linf_pieces,
-    "zero_direction": _op_zero_direction,
     "kink_rows": _op_kink_rows,
 }
 
@@ -517,15 +475,20 @@ class ChunkedLinearObjective(LinearObjective):
             return self.weight_total - float(self._fetch(out)[2].sum())
         return float(self._reduce("weight_sum", rows))
 
-    def value(self, theta, rows):
-        rows = np.asarray(rows)
-        if self._small(rows):
-            return super().value(theta, rows)
-        w, _ = self.split(theta)
-        total = self._reduce("loss_sum", rows, (np.asarray(theta, dtype=np.float64),))
-        if self.linear_term is not None:
-            total += float(self.linear_term @ theta)
-        return total / self.weight_sum(rows) + 0.5 * self.alpha * float(w @ w)
+    def _loss_sum(self, theta, rows):
+        if self._small(np.asarray(rows)):
+            return super()._loss_sum(theta, rows)
+        return self._call("_loss_sum", theta, rows)
+
+    def _zero_direction(self, theta, rows):
+        if self._small(np.asarray(rows)):
+            return super()._zero_direction(theta, rows)
+        return self._call("_zero_direction", theta, rows)
+
+    def _linf_pieces(self, theta, rows, ties):
+        if self._small(np.asarray(rows)):
+            return super()._linf_pieces(theta, rows, ties)
+        return self._call("_linf_pieces", theta, rows, ties=ties)
 
     def grad_sum(self, theta, rows, points="adversarial", cols=None, ties=None):
         if self._small(np.asarray(rows)):
@@ -587,58 +550,6 @@ class ChunkedLinearObjective(LinearObjective):
         return self._reduce("call", rows, ("zero_kkt_terms", np.asarray(theta, np.float64),
                                            {"scols": np.asarray(scols), "ties": ties}),
                             per_chunk=self._local_ties(ties), combine=combine)
-
-    def minimal_subgradient(self, theta, rows, ties=None):
-        rows = np.asarray(rows)
-        if self._small(rows):
-            return super().minimal_subgradient(theta, rows, ties=ties)
-        w, _ = self.split(theta)
-        if ties is None and self.loss.name != "squared" and (
-                self.threat.epsilon == 0 or self.threat.norm == "inf" or np.any(w)):
-            return super().minimal_subgradient(theta, rows)  # through chunked_pass
-        from ._kkt import l2_zero_subgradient, linf_subgradient
-
-        m = self.weight_sum(rows)
-        if ties is None:
-            ties = self.find_ties(theta, rows)
-        theta = np.asarray(theta, dtype=np.float64)
-        if not (self.threat.norm == "inf" and self.threat.epsilon > 0):
-            g = self.grad_sum(theta, rows, ties=ties) / m
-            if self.linear_term is not None:
-                g = g + self.linear_term / m
-            if self.threat.epsilon > 0 and not np.any(w):
-                c = self._reduce("zero_direction", rows, (theta,))
-                l2_zero_subgradient(g, c * self.threat.epsilon / m, self.n_features)
-            return g
-        xtg, A, B, gb = self._reduce("linf_pieces", rows, (theta, ties),
-                                     per_chunk=self._local_ties(ties))
-        d = self.n_features
-        if self.linear_term is not None:
-            xtg = xtg + self.linear_term[:d]
-            gb += self.linear_term[d] if self.fit_intercept else 0.0
-        return linf_subgradient(xtg, A, B, gb, w, self.alpha, m, self.fit_intercept)
-
-    def kink_row_terms(self, theta, rows, cols):
-        """Per-row branch gaps and gap-gradient norms of ``rows`` (in their
-        order), one chunked pass (used by ``KinkModel``)."""
-        rows = np.asarray(rows)
-        theta = np.asarray(theta, dtype=np.float64)
-        cols = np.asarray(cols)
-        if self._small(rows):
-            Xr, yr, swr = self._fetch(rows)
-            local = LinearObjective(Xr, yr, self.loss.name, self.threat, self.alpha,
-                                    self.fit_intercept, sample_weight=swr)
-            return _op_kink_rows(local, np.arange(len(rows)), theta, cols)
-        order = np.argsort(rows, kind="stable")
-
-        def combine(results):
-            gap = np.concatenate([r[0] for r in results])
-            slope = np.concatenate([r[1] for r in results])
-            back = np.empty_like(order)
-            back[order] = np.arange(len(order))
-            return gap[back], slope[back]
-
-        return self._reduce("kink_rows", rows, (theta, cols), combine=combine)
 
     def kink_model(self, theta, rows, cols=None):
         model = super().kink_model(theta, rows, cols)

@@ -370,15 +370,68 @@ class LinearObjective(BaseObjective):
         if sweep is not None:
             return sweep(False)[0]
         w, _ = self.split(theta)
+        total = self._loss_sum(theta, rows)
+        if self.linear_term is not None:
+            total += float(self.linear_term @ theta)
+        return total / self.weight_sum(rows) + 0.5 * self.alpha * float(w @ w)
+
+    # ---- row sums (a chunked objective runs them per chunk) ----------------------
+    def _loss_sum(self, theta, rows):
+        """``sum_i s_i l_i(theta)`` over ``rows`` (worst-case losses)."""
         total = 0.0
         for r in _chunks(rows, self.n_features):
             z, _, _, _ = self.points(theta, r, wcols=np.arange(0))
             values = self.loss.value(z, self.y[r])
             sw = self._sw(r)
-            total += (values if sw is None else values * sw).sum()
-        if self.linear_term is not None:
-            total += float(self.linear_term @ theta)
-        return total / self.weight_sum(rows) + 0.5 * self.alpha * float(w @ w)
+            total += float((values if sw is None else values * sw).sum())
+        return total
+
+    def _zero_direction(self, theta, rows):
+        """``sum_i s_i g_i dir_i`` at ``w = 0``: the l_2 subgradient's share there."""
+        c = 0.0
+        for r in _chunks(rows, self.n_features):
+            z, _, _, s = self.points(theta, r, wcols=np.arange(0))
+            g1 = self.loss.d1(z, self.y[r])
+            sw = self._sw(r)
+            c += float(np.sum(s * (g1 if sw is None else g1 * sw)))
+        return c
+
+    def _linf_pieces(self, theta, rows, ties):
+        """``(X^T g, A, B, sum g)`` over ``rows`` of an l_inf minimal subgradient:
+        the loss derivatives at the worst case (both branches of a tied row),
+        their column sums and the derivatives of the summed shifts in ``w+``
+        and ``w-``; linear term not included."""
+        d = self.n_features
+        xtg = np.zeros(d)
+        A = np.zeros(d)
+        B = np.zeros(d)
+        gb = 0.0
+        n = self.X.shape[0]
+        if 2 * len(rows) >= n:
+            # the loss derivatives per row (both branches of a tied row), then
+            # the column sums from the prepared pass over all rows
+            up_side, down_side = np.zeros(n), np.zeros(n)
+            for r, z, _, _, s, weight in self._terms(theta, rows, "adversarial",
+                                                      np.arange(0), ties):
+                g1 = self.loss.d1(z, self.y[r])
+                if weight is not None:
+                    g1 = g1 * weight
+                up_side[r] += np.where(s > 0, g1, 0.0)
+                down_side[r] += np.where(s > 0, 0.0, g1)
+            xtg, A, B = self.row_pass().linf_column_sums(up_side, down_side)
+            gb = float(up_side.sum() + down_side.sum())
+            rows = rows[:0]  # done
+        for r, z, _, _, s, weight in self._terms(theta, rows, "adversarial", np.arange(0), ties):
+            g1 = self.loss.d1(z, self.y[r])
+            if weight is not None:
+                g1 = g1 * weight
+            Xr = self._block(r)
+            xtg += g1 @ Xr
+            a, bb = bind(self.threat, Xr).linf_split_grads(g1, s)
+            A += a
+            B += bb
+            gb += float(g1.sum())
+        return xtg, A, B, gb
 
     def per_sample_grads(self, theta, rows, points="adversarial", cols=None, force_s=None):
         """Gradients of ``s_i (l_i + alpha/2 ||w||^2)`` for each row (``s_i`` its
@@ -456,45 +509,11 @@ class LinearObjective(BaseObjective):
             if self.linear_term is not None:
                 g = g + self.linear_term / m
             if self.threat.epsilon > 0 and not np.any(w):
-                c = 0.0
-                for r in _chunks(rows, self.n_features):
-                    z, _, _, s = self.points(theta, r, wcols=np.arange(0))
-                    g1 = self.loss.d1(z, self.y[r])
-                    sw = self._sw(r)
-                    c += float(np.sum(s * (g1 if sw is None else g1 * sw)))
-                c *= self.threat.epsilon / m
+                c = self._zero_direction(theta, rows) * self.threat.epsilon / m
                 l2_zero_subgradient(g, c, self.n_features)
             return g
         d = self.n_features
-        xtg = np.zeros(d)
-        A = np.zeros(d)
-        B = np.zeros(d)
-        gb = 0.0
-        n = self.X.shape[0]
-        if 2 * len(rows) >= n:
-            # the loss derivatives per row (both branches of a tied row), then
-            # the column sums from the prepared pass over all rows
-            up_side, down_side = np.zeros(n), np.zeros(n)
-            for r, z, _, _, s, weight in self._terms(theta, rows, "adversarial",
-                                                      np.arange(0), ties):
-                g1 = self.loss.d1(z, self.y[r])
-                if weight is not None:
-                    g1 = g1 * weight
-                up_side[r] += np.where(s > 0, g1, 0.0)
-                down_side[r] += np.where(s > 0, 0.0, g1)
-            xtg, A, B = self.row_pass().linf_column_sums(up_side, down_side)
-            gb = float(up_side.sum() + down_side.sum())
-            rows = rows[:0]  # done
-        for r, z, _, _, s, weight in self._terms(theta, rows, "adversarial", np.arange(0), ties):
-            g1 = self.loss.d1(z, self.y[r])
-            if weight is not None:
-                g1 = g1 * weight
-            Xr = self._block(r)
-            xtg += g1 @ Xr
-            a, bb = bind(self.threat, Xr).linf_split_grads(g1, s)
-            A += a
-            B += bb
-            gb += g1.sum()
+        xtg, A, B, gb = self._linf_pieces(theta, rows, ties)
         if self.linear_term is not None:
             xtg += self.linear_term[:d]
             gb += self.linear_term[d] if self.fit_intercept else 0.0
