@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._requests import (  # noqa: F401 - re-exported
     _as_positions,
     _shown,
+    check_leaves_rows,
     label_positions,
     rows_and_kept,
     validate_indices,
@@ -58,6 +59,7 @@ from ._transaction import (  # noqa: F401 - re-exported
     atomic_fit,
     estimator_lock,
     fitted_settings,
+    undoable_set,
 )
 from ._warnings import warn
 from .forgetters import ForgetWarning, resolve_forgetter
@@ -259,22 +261,29 @@ class ForgetMixin:
         """Drop the labels of forgotten rows from the stored training index."""
         index = getattr(self, "_train_index", None)
         if index is not None:
-            index = index.copy()
-            index[rows] = None
-            self._train_index = index
+            # in place (the transaction keeps the index by reference): the
+            # cost grows with the request, not with the training set
+            undoable_set(index, rows, None)
 
     # ---- validation -----------------------------------------------------------------
     def _validate_request(self, indices, content=(None, None, None)):
         check_is_fitted(self)
         self._check_fitted_settings()
-        rows, kept = rows_and_kept(indices, self.n_train_, self.forgotten_)
+        rows = validate_indices(indices, self.n_train_, self.forgotten_)
+        check_leaves_rows(rows, self.n_train_, self.forgotten_)
         self._accept_rows(rows, *content)
-        self._check_request_rows(rows, kept)
+        self._check_request_rows(rows)
         return rows
 
-    def _check_request_rows(self, rows, kept):
-        """Raise if forgetting ``rows`` (leaving ``kept``) leaves a class empty."""
-        self._check_request_classes(kept)
+    def _kept_after(self, rows):
+        """The mask of the rows kept once ``rows`` are forgotten too."""
+        kept = self._kept_mask()
+        kept[rows] = False
+        return kept
+
+    def _check_request_rows(self, rows):
+        """Raise if forgetting ``rows`` leaves a class empty."""
+        self._check_request_classes(self._kept_after(rows))
 
     def _accept_rows(self, rows, X, y, sample_weight):
         """The content of the requested rows, for a model that keeps none."""
@@ -306,7 +315,17 @@ class ForgetMixin:
         commit included, puts the estimator back as it was.
         """
         template = resolve_forgetter(self.forgetter)
-        kept = self._kept_mask()
+        done = []  # the requests of this call run so far
+
+        def remaining_now():
+            # the kept rows' indices, formed only where something reads them
+            # (a check, a forgetter whose request reads them, a rebuild): a
+            # request that needs no pass costs nothing that grows with the rows
+            kept = self._kept_mask()
+            for r in done:
+                kept[r] = False
+            return np.flatnonzero(kept)
+
         thetas = self._get_thetas()
         objectives = self._forget_objectives()
         precompute = 0.0
@@ -324,7 +343,7 @@ class ForgetMixin:
                     "were already forgotten: refit before switching to it."
                 )
             t0 = time.perf_counter()
-            states = prepare_states(template, objectives, thetas, np.flatnonzero(kept))
+            states = prepare_states(template, objectives, thetas, remaining_now())
             precompute = time.perf_counter() - t0
         else:
             states = copy.deepcopy(self._forgetter_states)
@@ -332,14 +351,11 @@ class ForgetMixin:
         passes0 = _passes(objectives)
         records = []
         for req in requests:
-            kept[req] = False
+            done.append(req)
             t0 = time.perf_counter()
-            # the kept rows as indices only where something reads them (a
-            # check, a forgetter whose request reads them): a request that
-            # needs no pass costs nothing that grows with the rows
             need_rows = has_rows and (tol is not None
                                       or any(s.needs_rows for s in states))
-            remaining = np.flatnonzero(kept) if need_rows else None
+            remaining = remaining_now() if need_rows else None
             solve = update = check = 0.0
             new, residuals, bounds, steps, infos = [], [], [], 0, []
             for k, (obj, state) in enumerate(zip(objectives, states)):
@@ -365,7 +381,7 @@ class ForgetMixin:
                     advanced = state.advance(obj, theta)
                     if advanced is None and has_rows:
                         if remaining is None:
-                            remaining = np.flatnonzero(kept)
+                            remaining = remaining_now()
                         advanced = state.rebase(obj, theta, remaining)
                     states[k] = state = state if advanced is None else advanced
                 t3 = time.perf_counter()
@@ -410,8 +426,9 @@ class ForgetMixin:
                     "refit on remaining_training_data().",
                     ConvergenceWarning,
                 )
-        thetas, states, certificate = self._certify(thetas, states, np.flatnonzero(kept),
-                                                    records, template)
+        certified = getattr(self, "certificate_", None) is not None
+        thetas, states, certificate = self._certify(
+            thetas, states, remaining_now() if certified else None, records, template)
         removed = np.concatenate(requests)
         fraction = (self.forgotten_.size + removed.size) / self.n_train_
         exact_now = bool(records[-1].get("certified_retrain"))

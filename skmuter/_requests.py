@@ -126,17 +126,23 @@ def validate_indices(indices, n_train, forgotten):
     return rows
 
 
+def check_leaves_rows(rows, n_train, forgotten):
+    """Raise when the validated ``rows`` (distinct, none forgotten yet) are every
+    remaining row; the cost does not grow with ``n_train``."""
+    if len(forgotten) + len(rows) >= n_train:
+        raise ValueError("the request would forget every remaining training row.")
+
+
 def rows_and_kept(indices, n_train, forgotten):
     """Validate a request; returns ``(rows, kept)``, the mask of rows kept after it.
 
     Raises when the request would forget every remaining row.
     """
     rows = validate_indices(indices, n_train, forgotten)
+    check_leaves_rows(rows, n_train, forgotten)
     kept = np.ones(n_train, dtype=bool)
     kept[forgotten] = False
     kept[rows] = False
-    if not kept.any():
-        raise ValueError("the request would forget every remaining training row.")
     return rows, kept
 
 

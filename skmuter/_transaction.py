@@ -64,9 +64,13 @@ class _Snapshot:
     def __init__(self, est, share=()):
         memo = {}
         hook = getattr(est, "_transaction_shared", None)
-        for obj in (hook() if callable(hook) else ()):
+        shared = list(hook()) if callable(hook) else []
+        # the training index: its forgotten labels are cleared undoably
+        shared.append(est.__dict__.get("_train_index"))
+        for obj in shared:
             # large arrays changed only through undoable purges (record_undo)
-            memo[id(obj)] = obj
+            if obj is not None:
+                memo[id(obj)] = obj
         self._modules = []
         try:
             params = est.get_params(deep=False)
@@ -139,6 +143,14 @@ def record_undo(fn):
     stack = _undo_stack()
     if stack:
         stack[-1].append(fn)
+
+
+def undoable_set(array, rows, value):
+    """``array[rows] = value`` in place, undoably (:func:`record_undo`)."""
+    rows = np.asarray(rows)
+    old = array[rows].copy()
+    array[rows] = value
+    record_undo(lambda: array.__setitem__(rows, old))
 
 
 def undoable_zero_rows(M, rows):

@@ -768,13 +768,13 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             return (t[0] > 0).astype(np.int64)
         return np.argmax(np.array(t), axis=0)
 
-    def _check_request_rows(self, rows, kept):
+    def _check_request_rows(self, rows):
         """Refuse a request that would leave a class (or every row of positive
         weight) without rows, from the counts kept since fit: the cost grows
         with the request, not with the training set."""
         counts = self.__dict__.get("_kept_counts")
         if counts is None:  # pickled before the counts were kept
-            return self._check_request_classes(kept)
+            return self._check_request_classes(self._kept_after(rows))
         rows = np.asarray(rows)
         positive = self._positive_rows(rows)
         if self._is_classifier:
@@ -871,7 +871,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         if sw is not None:
             undoable_zero_rows(sw, rows)
         for obj in self._objectives:
-            obj.y[rows] = 0.0
+            undoable_zero_rows(obj.y, rows)
         if self._objectives:
             cache = self._objectives[0].pass_cache  # shared by the objectives
             self._objectives[0].purge_rows(rows)
@@ -887,6 +887,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         if objectives:
             # the passes refer to the threat they were prepared for: keep it too
             shared += [objectives[0].pass_cache, *(o.threat for o in objectives)]
+            if not self._chunked():  # the targets: zeroed undoably by _purge
+                shared += [o.y for o in objectives]
         return [a for a in shared if a is not None]
 
     def _own_arrays(self):
