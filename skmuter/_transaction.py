@@ -153,9 +153,11 @@ def undoable_set(array, rows, value):
     record_undo(lambda: array.__setitem__(rows, old))
 
 
-def undoable_zero_rows(M, rows):
+def undoable_zero_rows(M, rows, positions=False):
     """Zero ``rows`` of a dense array or the stored values of a CSR matrix in
-    place, undoably (:func:`record_undo`)."""
+    place, undoably (:func:`record_undo`). With ``positions``, a CSR row's
+    entries also move to its first columns, in order (the format stays
+    canonical; the columns would tell where the row was non-zero)."""
     rows = np.asarray(rows)
     if isinstance(M, np.ndarray):
         old = M[rows].copy()
@@ -163,13 +165,17 @@ def undoable_zero_rows(M, rows):
         record_undo(lambda: M.__setitem__(rows, old))
         return
     starts, stops = M.indptr[rows], M.indptr[rows + 1]
-    saved = [(a, b, M.data[a:b].copy()) for a, b in zip(starts, stops) if b > a]
-    for a, b, _ in saved:
+    saved = [(a, b, M.data[a:b].copy(), M.indices[a:b].copy())
+             for a, b in zip(starts, stops) if b > a]
+    for a, b, _, _ in saved:
         M.data[a:b] = 0.0
+        if positions:
+            M.indices[a:b] = np.arange(b - a)
 
     def put_back():
-        for a, b, values in saved:
+        for a, b, values, cols in saved:
             M.data[a:b] = values
+            M.indices[a:b] = cols
 
     record_undo(put_back)
 

@@ -2,6 +2,7 @@
 sparse equals dense, a weight of 2 equals a duplicated row."""
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -69,8 +70,14 @@ def test_sparse_equals_dense(cls, norm, fmt):
     d2.partial_forget([5, 1])
     s2.partial_forget([5, 1])
     assert _rel(s2.coef_, d2.coef_) < 1e-8
-    # the forgotten rows' values are gone from the stored matrix
-    assert sp._X[[0, 3, 7]].nnz == 0
+    # the forgotten rows' values and column positions are gone from the stored
+    # matrix (their entries sit zeroed in the first columns), and from a pickle
+    gone = sp._X[[0, 3, 7]]
+    assert gone.count_nonzero() == 0
+    for k, row in enumerate([0, 3, 7]):
+        np.testing.assert_array_equal(gone[k].indices, np.arange(gone[k].nnz))
+        assert gone[k].nnz == Xs[row].nnz  # in memory only (the cost is the request's)
+    assert pickle.loads(pickle.dumps(sp))._X[[0, 3, 7]].nnz == 0
     Xr, yr = sp.remaining_training_data()
     Xd, yd = dense.remaining_training_data()
     np.testing.assert_array_equal(Xr.toarray(), Xd)
@@ -237,3 +244,57 @@ def test_pickle_keeps_weights_shared():
     est.forget([5])
     np.testing.assert_array_equal(new.coef_, est.coef_)
     assert new._objectives[0].sample_weight[5] == 0.0
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch):
+    """The large-data code paths on small data: dense inputs stored compressed,
+    support sweeps a block of rows at a time, l_inf rooms never stored."""
+    from skmuter.linear import _pass, _worst_case
+
+    def apply():
+        monkeypatch.setattr(_pass, "_STORE_COMPRESSED", 1)
+        monkeypatch.setattr(_pass, "_CACHE_ENTRIES", 1000)
+        monkeypatch.setattr(_pass, "_SWEEP_ENTRIES", 4000)
+        monkeypatch.setattr(_worst_case, "_LAZY_NNZ", 1)
+        monkeypatch.setattr(_worst_case, "_LAZY_BLOCK_NNZ", 2500)
+
+    return apply
+
+
+@pytest.mark.parametrize("cls, kind", [(AdversarialLogisticRegression, "binary"),
+                                       (AdversarialLogisticRegression, "multi"),
+                                       (AdversarialRidgeClassifier, "binary"),
+                                       (AdversarialRidge, "reg")])
+def test_large_mostly_zero_input_is_stored_compressed(cls, kind, small_thresholds):
+    # A large dense input that is mostly zero is kept as a CSR copy built a block of
+    # rows at a time; passes then read it a block at a time. The fit and the forgets
+    # equal those of the dense storage, the model hands back dense rows, and a
+    # forgotten row's values and column positions are gone.
+    X, y = load_digits(return_X_y=True)
+    X = np.where(X / 16 > 0.6, X / 16, 0.0)  # about 27% non-zero
+    t = {"binary": y % 2, "multi": y % 3, "reg": y.astype(float)}[kind]
+    kw = {"alpha": 1e-2} if cls is AdversarialRidge else {}
+    make = lambda: cls(attack=PGD(epsilon=0.1, clip=(0, 1)), **kw)  # noqa: E731
+    dense = make().fit(X, t)
+    small_thresholds()
+    comp = make().fit(X, t)
+    assert sparse.issparse(comp._X) and not sparse.issparse(dense._X)
+    assert _rel(comp.coef_, dense.coef_) < 1e-9
+    for est in (dense, comp):
+        est.forget([3, 10, 50])
+        est.partial_forget([7, 8])
+    assert _rel(comp.coef_, dense.coef_) < 1e-8
+    Xr, yr = comp.remaining_training_data()
+    assert isinstance(Xr, np.ndarray)
+    np.testing.assert_array_equal(Xr, dense.remaining_training_data()[0])
+    np.testing.assert_array_equal(yr, dense.remaining_training_data()[1])
+    gone = comp._X[[3, 10, 50, 7, 8]]
+    assert gone.count_nonzero() == 0
+    assert all(np.array_equal(gone[k].indices, np.arange(gone[k].nnz)) for k in range(5))
+    loaded = pickle.loads(pickle.dumps(comp))
+    assert loaded._X[[3, 10, 50, 7, 8]].nnz == 0
+    loaded.forget([20])
+    dense.forget([20])
+    assert _rel(loaded.coef_, dense.coef_) < 1e-8
+    assert isinstance(comp.retrain().remaining_training_data()[0], np.ndarray)

@@ -30,6 +30,7 @@ from ..attacks import Penalized, _Attack, resolve_attack
 from ..forgetters import Forgetter, resolve_forgetter
 from ._chunked import is_dask_collection
 from ._objective import LinearObjective
+from ._pass import compress_rows
 from ._solvers import newton_on_support, refine_exact, refit_exact, solve_exact, solve_sgd
 from ._worst_case import bind, check_inside
 
@@ -239,14 +240,24 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         """
         if is_dask_collection(X):
             return self._fit_chunked(X, y, sample_weight)
+        given = X
         X, y = validate_data(
-            self, X, y, accept_sparse=("csr", "csc"), dtype=np.float64, copy=True,
-            y_numeric=not self._is_classifier, order="C",
+            self, X, y, accept_sparse=("csr", "csc"), dtype=np.float64,
+            copy=sparse.issparse(given), y_numeric=not self._is_classifier, order="C",
         )
-        if sparse.issparse(X):
+        dense_input = not sparse.issparse(X)
+        if not dense_input:
             X = sparse.csr_matrix(X)
             X.sum_duplicates()
             X.sort_indices()
+        else:
+            # the model's own copy: compressed when large and mostly zero
+            # (built a block of rows at a time, never a second dense copy)
+            compressed = compress_rows(X)
+            if compressed is not None:
+                X = compressed
+            elif X is given or not X.flags.owndata:
+                X = X.copy()
         sample_weight = _check_sample_weight(sample_weight, X.shape[0])
         attack, threat = self._fitted_attack(X.shape[1])
         check_inside(threat, X)
@@ -276,6 +287,7 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             residuals.append(res)
         self._objectives = objectives
         self._X = X
+        self._dense_input = dense_input  # remaining_training_data() is dense then
         self._sample_weight = sample_weight  # shared with the objectives
         self._set_thetas(thetas)
         self.n_iter_ = np.asarray(iters, dtype=np.int64)
@@ -605,10 +617,12 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             return new.fit(X, y, sample_weight=sample_weight)
         if getattr(self, "certificate_", None) is None:
             self._require_rows("retrain()")
-            X, y = self.remaining_training_data()
+            X, y = self._remaining_rows()  # the stored form: no dense copy
             sw = self._remaining_sample_weight()
             new = self._fitted_clone().set_params(solver="exact")
-            return new.fit(X, y) if sw is None else new.fit(X, y, sample_weight=sw)
+            new = new.fit(X, y) if sw is None else new.fit(X, y, sample_weight=sw)
+            new._dense_input = self.__dict__.get("_dense_input", False)
+            return new
         new = copy.deepcopy(self)
         rows = np.flatnonzero(new._kept_mask())
         new._set_thetas([obj.refit(rows) for obj in new._objectives])
@@ -715,7 +729,8 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         check_is_fitted(self)
         if polish not in ("newton", "refit"):
             raise ValueError(f"polish must be 'newton' or 'refit', got {polish!r}.")
-        if sparse.issparse(self._X) or self._chunked():
+        compressed = sparse.issparse(self._X)
+        if (compressed and not self.__dict__.get("_dense_input", False)) or self._chunked():
             raise ValueError("re-expressing a model fitted on sparse input or a Dask "
                              "collection is not supported: refit the pipeline.")
         X_new = np.asarray(X_new, dtype=np.float64)
@@ -734,8 +749,15 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         self._own_arrays()  # copy on write (a memory-mapped model)
         # The objectives normally share ``_X``; write every distinct array, so
         # that a copy made by unpickling cannot keep the old features.
-        arrays = {id(self._X): self._X}
-        arrays.update((id(obj.X), obj.X) for obj in self._objectives)
+        if compressed:  # a large dense input kept compressed: store the new features so
+            full = np.zeros(self._X.shape)
+            full[rows] = X_new
+            stored = compress_rows(full)
+            self._X = full if stored is None else stored
+            for obj in self._objectives:
+                obj.X = self._X
+        arrays = {} if compressed else {id(self._X): self._X}
+        arrays.update((id(obj.X), obj.X) for obj in self._objectives if not compressed)
         for arr in arrays.values():
             arr[rows] = X_new
             arr[~kept] = 0.0
@@ -854,17 +876,11 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         # in the forget transaction (_transaction_shared): every change to
         # them here can be undone if the call fails later.
         if sparse.issparse(self._X):
-            # zero the stored values of the rows, then drop them (in place: the
-            # objectives share the matrix)
-            X = self._X
-            saved = (X.data.copy(), X.indices.copy(), X.indptr.copy())
-            undoable_zero_rows(X, rows)
-            X.eliminate_zeros()
-
-            def put_back(X=X, saved=saved):
-                X.data, X.indices, X.indptr = saved
-
-            record_undo(put_back)
+            # zero the stored values of the rows and move them to the first
+            # columns (their positions would tell where the rows were
+            # non-zero), in place: the objectives share the matrix, and the
+            # cost grows with the request only. A pickle drops the entries.
+            undoable_zero_rows(self._X, rows, positions=True)
         else:
             undoable_zero_rows(self._X, rows)
         sw = getattr(self, "_sample_weight", None)
@@ -938,6 +954,13 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         keeps; :meth:`retrain` refits with them.
         """
         check_is_fitted(self)
+        X, y = self._remaining_rows()
+        if sparse.issparse(X) and self.__dict__.get("_dense_input", False):
+            X = X.toarray()  # fitted on a dense array, kept compressed
+        return X, y
+
+    def _remaining_rows(self):
+        """The kept rows as the model stores them, and their targets."""
         kept = self._kept_mask()
         if self._chunked():
             self._require_rows("remaining_training_data()")
@@ -974,6 +997,13 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
         # that a pickle or joblib round trip keeps one array (and a later forget
         # purges the only copy).
         state = super().__getstate__()
+        X = state.get("_X")
+        if sparse.issparse(X) and getattr(self, "forgotten_", np.zeros(0)).size:
+            # the forgotten rows' zeroed entries: gone from the pickle, so that
+            # not even their number is written
+            X = X.copy()
+            X.eliminate_zeros()
+            state = dict(state, _X=X)
         if self._chunked():
             # A Dask collection's graph may embed the rows (one built from an
             # in-memory array does): a pickle refers to none of it.

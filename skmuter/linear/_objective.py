@@ -35,7 +35,7 @@ from .._objective import BaseObjective, iter_chunks
 from ._kinks import KinkModel, Ties
 from ._kkt import l2_zero_subgradient, linf_subgradient, subgradient_from_split
 from ._paper import paper_hessian
-from ._pass import RowPass, pass_data
+from ._pass import RowPass, cacheable, pass_data
 from ._worst_case import bind
 
 #: blocks of at most this many columns are read from a cache of all rows
@@ -115,7 +115,8 @@ class LinearObjective(BaseObjective):
     def _block(self, rows, cols=None):
         """Dense inputs of ``rows`` (on the feature columns ``cols``)."""
         X = self.X
-        if cols is not None and len(cols) <= _CACHED_COLUMNS:
+        if cols is not None and len(cols) <= _CACHED_COLUMNS \
+                and cacheable(X.shape[0], len(cols)):
             # a few columns (the support of an l_inf model): all rows of them
             # are cached, so that passes on the support never read X
             return self._columns(np.asarray(cols))[rows]

@@ -25,6 +25,19 @@ _SUPPORT_COLUMNS = 256
 #: inputs with more entries than this get the compressed l_inf box rooms
 _COMPRESS_SIZE = 1_000_000
 
+#: dense column blocks of all rows (the support of an l_inf model) are cached
+#: up to this many entries; larger supports of many rows are swept a block
+#: of rows at a time (memory: a block, not a copy of the inputs)
+_CACHE_ENTRIES = 1 << 24
+
+#: entries of one block of rows in such a sweep
+_SWEEP_ENTRIES = 1 << 20
+
+
+def cacheable(n_rows, n_cols):
+    """Whether a dense block of ``n_rows`` x ``n_cols`` is cached for all rows."""
+    return n_rows * n_cols <= _CACHE_ENTRIES
+
 
 def _maybe_sparse(X):
     """A CSR copy of large, mostly-zero inputs (images), else ``X`` itself
@@ -36,12 +49,44 @@ def _maybe_sparse(X):
     return X
 
 
+#: dense inputs from this many entries on are stored compressed by the
+#: estimator when mostly zero (one-hot columns, image background)
+_STORE_COMPRESSED = 1 << 25
+
+
+def compress_rows(X, block=1 << 16):
+    """A CSR copy of a large, mostly-zero dense ``X``, built a block of rows at
+    a time (the transient memory is one block's); None for other inputs."""
+    n, d = X.shape
+    if X.size < _STORE_COMPRESSED:
+        return None
+    counts = np.empty(n, dtype=np.int64)
+    for a in range(0, n, block):
+        counts[a : a + block] = np.count_nonzero(X[a : a + block], axis=1)
+    nnz = int(counts.sum())
+    if nnz >= 0.3 * X.size:
+        return None
+    index = np.int32 if max(nnz, d) < np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n + 1, dtype=index)
+    np.cumsum(counts, out=indptr[1:])
+    data = np.empty(nnz)
+    indices = np.empty(nnz, dtype=index)
+    for a in range(0, n, block):
+        B = X[a : a + block]
+        r, c = np.nonzero(B)  # row-major: sorted by row, then column
+        p, q = int(indptr[a]), int(indptr[min(a + block, n)])
+        data[p:q] = B[r, c]
+        indices[p:q] = c
+    return sparse.csr_matrix((data, indices, indptr), shape=(n, d))
+
+
 def _zero_csr_rows(M, rows):
     """Zero the stored values of ``rows`` of a CSR matrix in place, and their
-    column positions (they would tell where the row was non-zero)."""
+    column positions (they would tell where the row was non-zero): the
+    entries move to the first columns, in order (the format stays canonical)."""
     for a, b in zip(M.indptr[rows], M.indptr[np.asarray(rows) + 1]):
         M.data[a:b] = 0.0
-        M.indices[a:b] = 0
+        M.indices[a:b] = np.arange(b - a)
 
 
 class RowPass:
@@ -135,44 +180,31 @@ class RowPass:
         wcols = cols[cols < d]
         intercept = bool(obj.fit_intercept and np.any(cols == d))
         support = np.union1d(np.flatnonzero(w), wcols)
-        XS = self.columns(support)
-        bound = self.support_rooms(support)
-        wS = w[support]
-        up, down = bound.linf_shifts(np.maximum(wS, 0.0), np.maximum(-wS, 0.0))
-        z = XS @ wS + b
-        loss = obj.loss
-        s = loss.direction(z, y, up, down)
-        z = z + s * np.where(s > 0, up, down)
-        values = loss.value(z, y)
-        value = float((values if weights is None else values * weights).sum())
+        n = self.X.shape[0]
+        if cacheable(n, len(support)):
+            parts = [_sweep_block(obj, self.columns(support), self.support_rooms(support),
+                                  w, b, y, weights, support, wcols, intercept, hessian)]
+        else:
+            # a block of rows at a time: no copy of the support's columns
+            per = max(1, _SWEEP_ENTRIES // max(len(support), 1))
+            parts = []
+            for a in range(0, n, per):
+                r = slice(a, min(a + per, n))
+                XS = _dense(self.X[r][:, support] if self.is_sparse else self.X[r, support])
+                parts.append(_sweep_block(
+                    obj, XS, bind(self.threat, XS, cols=support), w, b, y[r],
+                    None if weights is None else weights[r], support, wcols, intercept,
+                    hessian))
+        value = float(sum(p[0] for p in parts))
         if obj.linear_term is not None:
             value += float(obj.linear_term @ theta)
         value = value / m + 0.5 * obj.alpha * float(w @ w)
         if not hessian:
             return value, None, None
-        where = np.searchsorted(support, wcols)
-        full = len(where) == len(support)
-        P, Q = bound.P, bound.Q
-        if np.ndim(P) == 2 and not full:
-            P, Q = P[:, where], Q[:, where]
-        # every column here is free (w_j != 0): the adversary takes the top of
-        # its room where s w_j > 0, the bottom where s w_j < 0
-        up_side = (s[:, None] * np.sign(wS[where])[None, :]) > 0
-        xa = (XS if full else XS[:, where]) + np.where(up_side, Q, -P)
-        if intercept:
-            xa = np.hstack([xa, np.ones((xa.shape[0], 1))])
-        g1 = loss.d1(z, y)
-        if weights is not None:
-            g1 = g1 * weights
-        g = xa.T @ g1 + obj.regulariser_grad(theta, m, cols)
-        H = None
-        if hessian:
-            c = loss.d2(z, y)
-            if weights is not None:
-                c = c * weights
-            H = xa.T @ (c[:, None] * xa)
-            idx = np.arange(H.shape[0])
-            H[idx, idx] += obj.regulariser_diag(m, cols)
+        g = sum(p[1] for p in parts) + obj.regulariser_grad(theta, m, cols)
+        H = sum(p[2] for p in parts)
+        idx = np.arange(H.shape[0])
+        H[idx, idx] += obj.regulariser_diag(m, cols)
         return value, g, H
 
     def linf_column_sums(self, up_side, down_side):
@@ -209,7 +241,7 @@ class RowPass:
             b = v[2 * d] if fit_intercept else 0.0
             w = wp - wm
             support = np.flatnonzero((wp != 0) | (wm != 0))
-            if len(support) <= _SUPPORT_COLUMNS:
+            if len(support) <= _SUPPORT_COLUMNS and cacheable(X.shape[0], len(support)):
                 # the scores and shifts need the support's columns only
                 XS = self.columns(support)
                 z = XS @ w[support] + b
@@ -260,6 +292,43 @@ class RowPass:
             return f, grad
 
         return fun
+
+
+def _dense(B):
+    return B.toarray() if sparse.issparse(B) else np.ascontiguousarray(B)
+
+
+def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, hessian):
+    """``(summed loss, summed loss gradient, summed Hessian)`` on ``wcols`` (and
+    the intercept) of the rows of ``XS`` (the support's columns of a block of
+    rows) at their l_inf worst cases; the regulariser is the caller's."""
+    wS = w[support]
+    up, down = bound.linf_shifts(np.maximum(wS, 0.0), np.maximum(-wS, 0.0))
+    z = XS @ wS + b
+    loss = obj.loss
+    s = loss.direction(z, y, up, down)
+    z = z + s * np.where(s > 0, up, down)
+    values = loss.value(z, y)
+    value = float((values if weights is None else values * weights).sum())
+    if not hessian:
+        return value, None, None
+    where = np.searchsorted(support, wcols)
+    full = len(where) == len(support)
+    P, Q = bound.P, bound.Q
+    if np.ndim(P) == 2 and not full:
+        P, Q = P[:, where], Q[:, where]
+    # every column here is free (w_j != 0): the adversary takes the top of
+    # its room where s w_j > 0, the bottom where s w_j < 0
+    up_side = (s[:, None] * np.sign(wS[where])[None, :]) > 0
+    xa = (XS if full else XS[:, where]) + np.where(up_side, Q, -P)
+    if intercept:
+        xa = np.hstack([xa, np.ones((xa.shape[0], 1))])
+    g1 = loss.d1(z, y)
+    c = loss.d2(z, y)
+    if weights is not None:
+        g1 = g1 * weights
+        c = c * weights
+    return value, xa.T @ g1, xa.T @ (c[:, None] * xa)
 
 
 def pass_data(obj, rows):

@@ -19,6 +19,14 @@ __all__ = ["BoundThreat", "bind", "check_inside"]
 #: rows per block when a sparse input is densified a block at a time
 _SPARSE_BLOCK = 4096
 
+#: sparse inputs with at least this many stored entries get their l_inf box
+#: rooms computed from the inputs at each product (a block of rows at a time)
+#: instead of stored: two more matrices the size of the inputs would be held
+_LAZY_NNZ = 1 << 22
+
+#: stored entries per block of rows in those products
+_LAZY_BLOCK_NNZ = 1 << 20
+
 
 def check_inside(threat: Threat, X):
     """``threat.check_inside(X)`` for dense or sparse ``X`` (a sparse matrix is
@@ -101,6 +109,13 @@ class _ColumnConstMinusSparse:
         out.n = n
         return out
 
+    @classmethod
+    def lazy(cls, X, room):
+        """The same matrix, its sparse part computed from ``X`` (CSR, shared,
+        not copied) a block of rows at a time at every product: no array the
+        size of ``X`` is stored or formed."""
+        return _LazyColumnConstMinusSparse(X, room)
+
     __array_ufunc__ = None  # make ``H @ self`` call ``__rmatmul__``
 
     def columns(self, idx):
@@ -116,6 +131,58 @@ class _ColumnConstMinusSparse:
         return np.outer(H.sum(axis=1), self.c) - np.asarray((self.S.T @ H.T).T)
 
 
+class _LazyColumnConstMinusSparse(_ColumnConstMinusSparse):
+    """``c[None, :] - S`` where ``S`` has the stored entries of ``X`` with the
+    values ``c[j] - room(x, j)``, evaluated from ``X`` when a product needs them.
+
+    ``X`` is the caller's array (a pass shares the estimator's): rows it
+    erases in place are erased here too.
+    """
+
+    def __init__(self, X, room):
+        n, d = X.shape
+        self.X, self.room = X, room
+        self.c = room(np.zeros(d), np.arange(d))
+        self.shape = X.shape
+        self.n = n
+        self.d = d
+
+    def _blocks(self):
+        """``(start, stop, S_block)`` over successive blocks of rows."""
+        X = self.X
+        indptr = X.indptr
+        nnz = int(indptr[-1])
+        per = max(1, int(self.n * _LAZY_BLOCK_NNZ / max(nnz, 1)))
+        for a in range(0, self.n, per):
+            b = min(a + per, self.n)
+            p, q = int(indptr[a]), int(indptr[b])
+            idx = X.indices[p:q]
+            values = self.c[idx] - self.room(X.data[p:q], idx)
+            yield a, b, sparse.csr_matrix((values, idx, indptr[a : b + 1] - p),
+                                          shape=(b - a, self.d))
+
+    def columns(self, idx):
+        idx = np.arange(self.d)[idx]
+        out = np.empty((self.n, len(idx)))
+        for a, b, S in self._blocks():
+            out[a:b] = self.c[idx][None, :] - S[:, idx].toarray()
+        return out
+
+    def __matmul__(self, V):
+        V = np.asarray(V)
+        out = np.empty((self.n,) + V.shape[1:])
+        for a, b, S in self._blocks():
+            out[a:b] = S @ V
+        return (self.c @ V)[None, ...] - out if V.ndim == 2 else self.c @ V - out
+
+    def __rmatmul__(self, H):
+        H = np.asarray(H)
+        acc = np.zeros((H.shape[0], self.d))
+        for a, b, S in self._blocks():
+            acc += np.asarray((S.T @ H[:, a:b].T).T)
+        return np.outer(H.sum(axis=1), self.c) - acc
+
+
 def _products(M, V):
     """``M @ V`` for ``V`` of shape (d, k); ``M`` may be a scalar constant matrix."""
     if isinstance(M, (float, np.floating)):
@@ -128,6 +195,23 @@ def _rproducts(M, H):
     if isinstance(M, (float, np.floating)):
         return (M * H.sum(axis=1))[:, None]
     return H @ M
+
+
+class _RoomBelow:
+    """``min(eps, x - low_j)``, at least 0 (picklable: a pass runs in Dask tasks)."""
+
+    def __init__(self, eps, low):
+        self.eps, self.low = eps, low
+
+    def __call__(self, x, j):
+        return np.maximum(np.minimum(self.eps, x - self.low[j]), 0.0)
+
+
+class _RoomAbove(_RoomBelow):
+    """``min(eps, high_j - x)``, at least 0."""
+
+    def __call__(self, x, j):
+        return np.maximum(np.minimum(self.eps, self.low[j] - x), 0.0)
 
 
 class BoundThreat:
@@ -162,10 +246,10 @@ class BoundThreat:
                 X = sparse.csr_matrix(X)
                 lo = np.broadcast_to(np.asarray(low, dtype=np.float64), (self.d,))
                 hi = np.broadcast_to(np.asarray(high, dtype=np.float64), (self.d,))
-                self.P = _ColumnConstMinusSparse.from_sparse(
-                    X, lambda x, j: np.maximum(np.minimum(eps, x - lo[j]), 0.0))
-                self.Q = _ColumnConstMinusSparse.from_sparse(
-                    X, lambda x, j: np.maximum(np.minimum(eps, hi[j] - x), 0.0))
+                make = (_ColumnConstMinusSparse.lazy if X.nnz >= _LAZY_NNZ
+                        else _ColumnConstMinusSparse.from_sparse)
+                self.P = make(X, _RoomBelow(eps, lo))
+                self.Q = make(X, _RoomAbove(eps, hi))
                 return
             # For l_2 the box room is capped at eps too: harmless, |delta_j| <= eps.
             self.P = np.minimum(eps, X - low)
