@@ -14,6 +14,8 @@ erases forgotten rows from it with :meth:`RowPass.purge` and never pickles it.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy import sparse
 
@@ -32,6 +34,20 @@ _CACHE_ENTRIES = 1 << 24
 
 #: entries of one block of rows in such a sweep
 _SWEEP_ENTRIES = 1 << 20
+
+#: entries of one block of rows of a sweep over cached columns (the
+#: temporaries of a block stay in the processor's cache)
+_LOCAL_ENTRIES = 1 << 18
+
+
+def _row_slice(bound, rows):
+    """The bound threat of a slice of its rows (views of its rooms)."""
+    out = copy.copy(bound)
+    out.X = bound.X[rows]
+    out.n = out.X.shape[0]
+    if np.ndim(bound.P) == 2:
+        out.P, out.Q = bound.P[rows], bound.Q[rows]
+    return out
 
 
 def cacheable(n_rows, n_cols):
@@ -103,23 +119,26 @@ class RowPass:
         self.threat = threat
         self.source = X  # the inputs this pass was prepared from
         self.linf = threat.norm == "inf" and threat.epsilon > 0
-        compress = self.linf and not sparse.issparse(X) and X.size > _COMPRESS_SIZE
-        self.bound = bind(threat, X, compress=compress) if threat.epsilon > 0 else None
         self.X = _maybe_sparse(X)
         self.is_sparse = sparse.issparse(self.X)
+        # the l_inf rooms of a CSR copy from its stored entries (no dense
+        # temporaries the size of X); of other large inputs, compressed
+        compress = self.linf and not sparse.issparse(X) and X.size > _COMPRESS_SIZE
+        room_rows = self.X if self.linf and self.is_sparse else X
+        self.bound = (bind(threat, room_rows, compress=compress and room_rows is X)
+                      if threat.epsilon > 0 else None)
         self._own_copy = self.X is not X
         self._columns = {}
         self._rooms = {}
 
     def _cached(self, cache, cols, build):
         """``build(cols)`` for the columns ``cols``, kept in ``cache`` (the last
-        few supports)."""
+        support only: a block of all rows each, bounded by ``_CACHE_ENTRIES``)."""
         cols = np.asarray(cols)
         key = cols.tobytes()
         value = cache.get(key)
         if value is None:
-            if len(cache) >= 4:
-                cache.pop(next(iter(cache)))
+            cache.clear()
             value = cache[key] = build(cols)
         return value
 
@@ -182,8 +201,15 @@ class RowPass:
         support = np.union1d(np.flatnonzero(w), wcols)
         n = self.X.shape[0]
         if cacheable(n, len(support)):
-            parts = [_sweep_block(obj, self.columns(support), self.support_rooms(support),
-                                  w, b, y, weights, support, wcols, intercept, hessian)]
+            # the cached columns and rooms, a block of rows at a time: the
+            # temporaries stay in the processor's cache
+            XS, rooms = self.columns(support), self.support_rooms(support)
+            per = max(1, _LOCAL_ENTRIES // max(len(support), 1))
+            parts = [_sweep_block(obj, XS[a : a + per], _row_slice(rooms, slice(a, a + per)),
+                                  w, b, y[a : a + per],
+                                  None if weights is None else weights[a : a + per],
+                                  support, wcols, intercept, hessian)
+                     for a in range(0, n, per)]
         else:
             # a block of rows at a time: no copy of the support's columns
             per = max(1, _SWEEP_ENTRIES // max(len(support), 1))
@@ -245,7 +271,9 @@ class RowPass:
                 # the scores and shifts need the support's columns only
                 XS = self.columns(support)
                 z = XS @ w[support] + b
-                up, down = bind(self.threat, XS, cols=support).linf_shifts(
+                # the support's rooms, cached with its columns (the same
+                # support comes back at every step of a check or a polish)
+                up, down = self.support_rooms(support).linf_shifts(
                     wp[support], wm[support])
             else:
                 z = X @ w + b
@@ -320,15 +348,24 @@ def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, he
     # every column here is free (w_j != 0): the adversary takes the top of
     # its room where s w_j > 0, the bottom where s w_j < 0
     up_side = (s[:, None] * np.sign(wS[where])[None, :]) > 0
-    xa = (XS if full else XS[:, where]) + np.where(up_side, Q, -P)
+    # the worst-case points on the columns, built in one array
+    xa = np.empty((XS.shape[0], len(where) + int(intercept)))
+    body = xa[:, : len(where)]
+    np.negative(P, out=body) if np.ndim(P) == 2 else body.fill(-P)
+    np.copyto(body, Q, where=up_side)
+    body += XS if full else XS[:, where]
     if intercept:
-        xa = np.hstack([xa, np.ones((xa.shape[0], 1))])
+        xa[:, -1] = 1.0
     g1 = loss.d1(z, y)
     c = loss.d2(z, y)
     if weights is not None:
         g1 = g1 * weights
         c = c * weights
-    return value, xa.T @ g1, xa.T @ (c[:, None] * xa)
+    g = xa.T @ g1
+    if np.all(c >= 0):  # the usual case: H = B^T B with B = sqrt(c) xa, in place
+        xa *= np.sqrt(c)[:, None]
+        return value, g, xa.T @ xa
+    return value, g, xa.T @ (c[:, None] * xa)
 
 
 def pass_data(obj, rows):

@@ -22,7 +22,7 @@ _SPARSE_BLOCK = 4096
 #: sparse inputs with at least this many stored entries get their l_inf box
 #: rooms computed from the inputs at each product (a block of rows at a time)
 #: instead of stored: two more matrices the size of the inputs would be held
-_LAZY_NNZ = 1 << 22
+_LAZY_NNZ = 1 << 23
 
 #: stored entries per block of rows in those products
 _LAZY_BLOCK_NNZ = 1 << 20
@@ -198,20 +198,21 @@ def _rproducts(M, H):
 
 
 class _RoomBelow:
-    """``min(eps, x - low_j)``, at least 0 (picklable: a pass runs in Dask tasks)."""
+    """``min(eps, x - low_j)``, at least 0 (an object, not a closure: passes
+    run in Dask tasks and must pickle)."""
 
-    def __init__(self, eps, low):
-        self.eps, self.low = eps, low
+    def __init__(self, eps, limit):
+        self.eps, self.limit = eps, limit
 
     def __call__(self, x, j):
-        return np.maximum(np.minimum(self.eps, x - self.low[j]), 0.0)
+        return np.maximum(np.minimum(self.eps, x - self.limit[j]), 0.0)
 
 
 class _RoomAbove(_RoomBelow):
     """``min(eps, high_j - x)``, at least 0."""
 
     def __call__(self, x, j):
-        return np.maximum(np.minimum(self.eps, self.low[j] - x), 0.0)
+        return np.maximum(np.minimum(self.eps, self.limit[j] - x), 0.0)
 
 
 class BoundThreat:
@@ -252,10 +253,12 @@ class BoundThreat:
                 self.Q = make(X, _RoomAbove(eps, hi))
                 return
             # For l_2 the box room is capped at eps too: harmless, |delta_j| <= eps.
-            self.P = np.minimum(eps, X - low)
-            self.Q = np.minimum(eps, high - X)
-            np.maximum(self.P, 0.0, out=self.P)
-            np.maximum(self.Q, 0.0, out=self.Q)
+            # (in place: one array each, no temporaries the size of X)
+            self.P = np.subtract(X, low)
+            self.Q = np.subtract(high, X)
+            for M in (self.P, self.Q):
+                np.minimum(M, eps, out=M)
+                np.maximum(M, 0.0, out=M)
             if compress and threat.norm == "inf":
                 self.P = _ColumnConstMinusSparse(self.P, eps)
                 self.Q = _ColumnConstMinusSparse(self.Q, eps)
