@@ -605,7 +605,7 @@ class _ChunkedPass:
 
         return fun
 
-    def support_sweep(self, obj, theta, y, weights, m, cols, hessian=True):
+    def support_sweep(self, obj, theta, y, weights, m, cols, hessian=True, with_value=True):
         theta = np.asarray(theta, dtype=np.float64)
         value, g, H = self.obj._reduce("support_sweep", self.rows,
                                        (theta, m, np.asarray(cols), hessian), alpha=0.0)

@@ -557,7 +557,7 @@ class LinearObjective(BaseObjective):
         rows = np.asarray(rows)
         sweep = self._support_sweep(theta, rows, cols, ties, points)
         if sweep is not None:
-            return sweep(True)[1:]
+            return sweep(True, with_value=False)[1:]
         H, g = self._second_order(theta, rows, points, cols, ties, total=kind == "total")
         return g, H
 
@@ -578,7 +578,8 @@ class LinearObjective(BaseObjective):
             return None
         rp, y, weights, m = pass_data(self, rows)
         theta = np.asarray(theta, dtype=np.float64)
-        return lambda hessian: rp.support_sweep(self, theta, y, weights, m, cols, hessian)
+        return lambda hessian, with_value=True: rp.support_sweep(
+            self, theta, y, weights, m, cols, hessian, with_value=with_value)
 
     def _second_order(self, theta, rows, points, cols, ties, total):
         """``(H, g)``: ``sum d_ww l`` (plus, when ``total``, the l_2 worst case's

@@ -182,7 +182,7 @@ class RowPass:
         return self._cached(self._rooms, cols,
                             lambda c: bind(self.threat, self.columns(c), cols=c))
 
-    def support_sweep(self, obj, theta, y, weights, m, cols, hessian=True):
+    def support_sweep(self, obj, theta, y, weights, m, cols, hessian=True, with_value=True):
         """``(value, g, H)`` of an l_inf objective over the rows of ``weights``:
         the mean objective (regulariser and linear term included), and the
         summed gradient and Hessian on ``cols`` (regulariser shares included),
@@ -191,6 +191,8 @@ class RowPass:
         The l_inf worst case is piecewise constant in ``w``, so on the free
         coordinates the Hessian is that of the loss at the worst-case points;
         ``cols`` must be free coordinates (no zero weight) or the intercept.
+        With ``with_value=False`` (a Hessian sweep whose caller needs no value)
+        the value is None and not computed.
         """
         d = obj.n_features
         w = theta[:d]
@@ -203,12 +205,14 @@ class RowPass:
         if cacheable(n, len(support)):
             # the cached columns and rooms, a block of rows at a time: the
             # temporaries stay in the processor's cache
-            XS, rooms = self.columns(support), self.support_rooms(support)
+            XS = self.columns(support)
+            rooms = None if _direct(obj) else self.support_rooms(support)
             per = max(1, _LOCAL_ENTRIES // max(len(support), 1))
-            parts = [_sweep_block(obj, XS[a : a + per], _row_slice(rooms, slice(a, a + per)),
+            parts = [_sweep_block(obj, XS[a : a + per],
+                                  None if rooms is None else _row_slice(rooms, slice(a, a + per)),
                                   w, b, y[a : a + per],
                                   None if weights is None else weights[a : a + per],
-                                  support, wcols, intercept, hessian)
+                                  support, wcols, intercept, hessian, with_value)
                      for a in range(0, n, per)]
         else:
             # a block of rows at a time: no copy of the support's columns
@@ -218,13 +222,16 @@ class RowPass:
                 r = slice(a, min(a + per, n))
                 XS = _dense(self.X[r][:, support] if self.is_sparse else self.X[r, support])
                 parts.append(_sweep_block(
-                    obj, XS, bind(self.threat, XS, cols=support), w, b, y[r],
+                    obj, XS, None if _direct(obj) else bind(self.threat, XS, cols=support),
+                    w, b, y[r],
                     None if weights is None else weights[r], support, wcols, intercept,
-                    hessian))
-        value = float(sum(p[0] for p in parts))
-        if obj.linear_term is not None:
-            value += float(obj.linear_term @ theta)
-        value = value / m + 0.5 * obj.alpha * float(w @ w)
+                    hessian, with_value))
+        value = None
+        if with_value or not hessian:
+            value = float(sum(p[0] for p in parts))
+            if obj.linear_term is not None:
+                value += float(obj.linear_term @ theta)
+            value = value / m + 0.5 * obj.alpha * float(w @ w)
         if not hessian:
             return value, None, None
         g = sum(p[1] for p in parts) + obj.regulariser_grad(theta, m, cols)
@@ -326,10 +333,63 @@ def _dense(B):
     return B.toarray() if sparse.issparse(B) else np.ascontiguousarray(B)
 
 
-def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, hessian):
+def _direct(obj):
+    """Whether a sweep builds the worst-case points directly (no rooms): the
+    logistic loss, whose adversary's direction is known before the scores."""
+    return obj.loss.name == "logistic"
+
+
+def _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
+                  want_value=True):
+    """:func:`_sweep_block` for the logistic loss. The adversary pushes every
+    score against the label, so each coordinate moves by ``eps`` against
+    ``y w_j`` and stops at the box: the worst-case point is
+    ``clip(x - eps y sign(w), low, high)``, built in one array."""
+    threat = obj.threat
+    wS = w[support]
+    s = obj.loss.direction(None, y, None, None)
+    xt = np.multiply.outer(threat.epsilon * s, np.sign(wS))
+    xt += XS
+    if threat.boxed:
+        low, high = (np.asarray(v, dtype=np.float64) for v in (threat.low, threat.high))
+        np.clip(xt, low[support] if low.ndim else low, high[support] if high.ndim else high,
+                out=xt)
+    z = xt @ wS + b
+    loss = obj.loss
+    value = 0.0
+    if want_value or not hessian:
+        values = loss.value(z, y)
+        value = float((values if weights is None else values * weights).sum())
+    if not hessian:
+        return value, None, None
+    where = np.searchsorted(support, wcols)
+    if len(where) == len(support) and not intercept:
+        xa = xt
+    else:
+        xa = np.empty((xt.shape[0], len(where) + int(intercept)))
+        xa[:, : len(where)] = xt[:, where]
+        if intercept:
+            xa[:, -1] = 1.0
+    g1 = loss.d1(z, y)
+    c = loss.d2(z, y)
+    if weights is not None:
+        g1 = g1 * weights
+        c = c * weights
+    g = xa.T @ g1
+    if np.all(c >= 0):
+        xa *= np.sqrt(c)[:, None]
+        return value, g, xa.T @ xa
+    return value, g, xa.T @ (c[:, None] * xa)
+
+
+def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, hessian,
+                 want_value=True):
     """``(summed loss, summed loss gradient, summed Hessian)`` on ``wcols`` (and
     the intercept) of the rows of ``XS`` (the support's columns of a block of
     rows) at their l_inf worst cases; the regulariser is the caller's."""
+    if bound is None:
+        return _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
+                             want_value)
     wS = w[support]
     up, down = bound.linf_shifts(np.maximum(wS, 0.0), np.maximum(-wS, 0.0))
     z = XS @ wS + b
