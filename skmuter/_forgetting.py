@@ -515,7 +515,10 @@ class ForgetMixin:
                 raise RuntimeError(f"re-expressed parameters spend {spent:.2f} times the "
                                    "certified-removal budget")
             self.certificate_ = dict(self.certificate_, residual=res, spent=spent)
-            if self.forget_log_:
-                self.forget_log_[-1].update(certified_residual=max(res), budget_spent=spent)
+            if self.forget_log_:  # records are never changed in place (the
+                # transaction keeps the log by reference): a new last record
+                self.forget_log_ = [*self.forget_log_[:-1], {
+                    **self.forget_log_[-1], "certified_residual": max(res),
+                    "budget_spent": spent}]
         if self.forgetter_ is not None:
             self._forgetter_states = prepare_states(self.forgetter_, objectives, thetas, rows)

@@ -65,8 +65,11 @@ class _Snapshot:
         memo = {}
         hook = getattr(est, "_transaction_shared", None)
         shared = list(hook()) if callable(hook) else []
-        # the training index: its forgotten labels are cleared undoably
-        shared.append(est.__dict__.get("_train_index"))
+        # the training index: its forgotten labels are cleared undoably; the
+        # request log: replaced by a longer list at each commit, its records
+        # never changed in place (so a call costs nothing that grows with the
+        # history)
+        shared += [est.__dict__.get("_train_index"), est.__dict__.get("forget_log_")]
         for obj in shared:
             # large arrays changed only through undoable purges (record_undo)
             if obj is not None:

@@ -470,8 +470,11 @@ class ForgetPipeline(Pipeline):
             )
         t0 = time.perf_counter()
         how = self._reexpress(final, new, kept)
-        final.forget_log_[-1].update(rescaled=True, rescale=how,
-                                     rescale_time=time.perf_counter() - t0)
+        # a new last record (records are never changed in place: a
+        # transaction keeps the log by reference)
+        final.forget_log_ = [*final.forget_log_[:-1], {
+            **final.forget_log_[-1], "rescaled": True, "rescale": how,
+            "rescale_time": time.perf_counter() - t0}]
 
     def _reexpress(self, final, new, kept):
         """Move the final estimator to the new features of its kept rows.

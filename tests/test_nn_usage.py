@@ -319,3 +319,28 @@ def test_skorch_classes_parameter_orders_the_outputs(data):
     assert a.predict(X).tolist() == np.array([1, 0])[a.predict_proba(X).argmax(1)].tolist()
     with pytest.raises(ValueError, match="must list each label of y once"):
         make_net(classes=["a", "b"]).fit(X, y)
+
+
+def test_a_module_with_more_outputs_than_classes_is_refused_clearly(data):
+    # Ten logits for two classes: predict would name classes that do not exist.
+    X, y = data
+    net = make_net(module=TinyMLP, module__n_out=10)
+    with pytest.raises(ValueError, match=r"returns 10 outputs .* but there are 2 classes"):
+        net.fit(X, y)
+    assert not hasattr(net, "n_train_")  # the failed fit left nothing behind
+
+
+def test_classes_may_name_labels_without_training_rows(data):
+    # skorch's ``classes`` lists the labels of the outputs; some may have no row.
+    X, y = data
+    net = make_net(module=TinyMLP, module__n_out=3, classes=[0, 1, 2], forget_tol=None)
+    net.fit(X, y)
+    np.testing.assert_array_equal(net.classes_, [0, 1, 2])
+    assert net.predict_proba(X).shape == (len(X), 3)
+    assert set(net.predict(X)) <= {0, 1, 2}
+    net.forget([0, 1])  # the empty class does not block a forget
+    only = np.flatnonzero(y == 1)
+    with pytest.raises(ValueError, match="every remaining row of a class"):
+        net.forget(only[~np.isin(only, [0, 1])])
+    with pytest.raises(ValueError, match="must list each label of y once"):
+        make_net(module=TinyMLP, module__n_out=3, classes=[0, 2, 3]).fit(X, y)

@@ -179,10 +179,12 @@ def check_labels(net, y, n, reset):
         if len(classes) < 2:
             raise ValueError("the training data needs samples of at least 2 classes.")
         if net.classes is not None:
-            # skorch's ``classes``: the labels in the order of the module's outputs
+            # skorch's ``classes``: the labels in the order of the module's
+            # outputs, every label of y among them (more are allowed: classes
+            # with no training row)
             given = np.asarray(net.classes)
             if given.ndim != 1 or len(np.unique(given)) != len(given) or \
-                    not np.array_equal(np.sort(given), classes):
+                    not np.all(np.isin(classes, given)):
                 raise ValueError(
                     f"classes={net.classes!r} must list each label of y once (in the "
                     f"order of the module's outputs); y has the labels {classes.tolist()}. "

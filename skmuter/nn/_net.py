@@ -158,6 +158,10 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         ``device``, ``module__*``). ``iterator_train__shuffle`` defaults to
         True. A ``device`` this machine lacks (``'cuda'`` without CUDA) is
         refused at ``initialize`` and ``fit`` with the devices it has.
+        skorch's ``classes`` lists the labels in the order of the module's
+        outputs; it may name labels without training rows (by default the
+        labels of ``y``). The module must return one output per class: ``fit``
+        refuses a module with more or fewer outputs, by name.
 
     Attributes
     ----------
@@ -391,6 +395,7 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             X = self._cast_rows(X)
             if fresh:
                 self._resolve_head(X)
+            self._check_outputs(X, classes)
             self._start_training(attack, X)
             with self._training_loop(classes):
                 if train is None:
@@ -466,6 +471,22 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
             self._theta_init = flat_values(self.module_, names)
             if self.train_params == "forget":
                 self.initialize_optimizer()
+
+    def _check_outputs(self, X, classes):
+        """Raise when the module's outputs per row are not one per class (then
+        ``predict`` would name classes that do not exist)."""
+        sample = torch.as_tensor(np.asarray(X[:1]), device=self._torch_device())
+        with torch.no_grad():
+            out = self.module_(sample)
+        width = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
+        if width != len(classes):
+            shown = classes.tolist() if len(classes) <= 12 else (
+                f"{classes[:5].tolist()} ... {classes[-2:].tolist()}")
+            raise ValueError(
+                f"the module returns {width} outputs (logits) per row, but there are "
+                f"{len(classes)} classes {shown}: make its output layer {len(classes)} "
+                f"wide, or, when some classes have no training row, pass classes= with "
+                f"all {width} labels in the order of the outputs.")
 
     def _start_training(self, attack, X):
         self.attack_ = attack
@@ -641,8 +662,10 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         self._write_theta(thetas[0])
 
     def _check_request_classes(self, kept):
+        # the classes with training rows (``classes`` may name more)
+        fitted = np.unique(self._train_y[self._kept_mask()])
         present = np.unique(self._train_y[kept])
-        if len(present) < len(self.classes_):
+        if len(present) < len(fitted):
             raise ValueError("the request would forget every remaining row of a class.")
 
     def _validate_request(self, indices, content=(None, None, None)):
