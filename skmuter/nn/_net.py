@@ -476,8 +476,19 @@ class AdversarialNet(ForgetMixin, NeuralNetClassifier):
         """Raise when the module's outputs per row are not one per class (then
         ``predict`` would name classes that do not exist)."""
         sample = torch.as_tensor(np.asarray(X[:1]), device=self._torch_device())
-        with torch.no_grad():
-            out = self.module_(sample)
+        module = self.module_
+        modes = [(m, m.training) for m in module.modules()]
+        try:  # evaluation mode (no batch statistics change), modes put back
+            module.eval()
+            with torch.no_grad():
+                out = module(sample)
+        except TypeError:  # a forward that needs fit_params: the loop will tell
+            return
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        if not isinstance(out, torch.Tensor):
+            return
         width = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
         if width != len(classes):
             shown = classes.tolist() if len(classes) <= 12 else (
