@@ -370,16 +370,22 @@ def _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
         xa[:, : len(where)] = xt[:, where]
         if intercept:
             xa[:, -1] = 1.0
+    return (value, *_loss_sums(loss, xa, z, y, weights))
+
+
+def _loss_sums(loss, xa, z, y, weights):
+    """``(sum_i g_i xa_i, sum_i c_i xa_i xa_i^T)`` of the loss's first and
+    second derivatives at the scores ``z`` (``xa`` is overwritten)."""
     g1 = loss.d1(z, y)
     c = loss.d2(z, y)
     if weights is not None:
         g1 = g1 * weights
         c = c * weights
     g = xa.T @ g1
-    if np.all(c >= 0):
+    if np.all(c >= 0):  # the usual case: H = B^T B with B = sqrt(c) xa, in place
         xa *= np.sqrt(c)[:, None]
-        return value, g, xa.T @ xa
-    return value, g, xa.T @ (c[:, None] * xa)
+        return g, xa.T @ xa
+    return g, xa.T @ (c[:, None] * xa)
 
 
 def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, hessian,
@@ -416,16 +422,7 @@ def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, he
     body += XS if full else XS[:, where]
     if intercept:
         xa[:, -1] = 1.0
-    g1 = loss.d1(z, y)
-    c = loss.d2(z, y)
-    if weights is not None:
-        g1 = g1 * weights
-        c = c * weights
-    g = xa.T @ g1
-    if np.all(c >= 0):  # the usual case: H = B^T B with B = sqrt(c) xa, in place
-        xa *= np.sqrt(c)[:, None]
-        return value, g, xa.T @ xa
-    return value, g, xa.T @ (c[:, None] * xa)
+    return (value, *_loss_sums(loss, xa, z, y, weights))
 
 
 def pass_data(obj, rows):
