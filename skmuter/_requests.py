@@ -171,8 +171,20 @@ def label_positions(indices, by, fitted_index):
     labels = list(indices)
     if not labels:
         raise ValueError("the forget request is empty.")
+    for label in labels:
+        try:
+            hash(label)
+        except TypeError:
+            raise TypeError(f"labels must be hashable, got {label!r}.") from None
+    # the kept rows whose label is asked for, found by pandas' hash table (one
+    # vectorised pass, not a Python loop over every row)
+    import pandas as pd
+
+    positions = np.flatnonzero(kept)
+    hit = pd.Series(index[positions], dtype=object).isin(
+        list(dict.fromkeys(labels))).to_numpy()
     where = {}
-    for pos in np.flatnonzero(kept):
+    for pos in positions[hit]:
         where.setdefault(index[pos], []).append(int(pos))
     rows, unknown, ambiguous, seen = [], [], [], set()
     for label in labels:

@@ -188,7 +188,8 @@ def _training_index(X):
     if not (hasattr(X, "index") and hasattr(X, "iloc")):
         return None
     index = X.index
-    return np.array(list(index), dtype=object) if len(index) else None
+    # one object per row (a MultiIndex's tuples stay whole, not a 2-D array)
+    return np.fromiter(index, dtype=object, count=len(index)) if len(index) else None
 
 
 def atomic_fit(fit):

@@ -371,6 +371,23 @@ def test_forget_by_label_removes_the_labelled_row(data, frame):
         [len(Xf) - 6, len(Xf) - 1]
 
 
+@pytest.mark.parametrize("make_index", [
+    lambda n: pd.MultiIndex.from_tuples([(f"shop-{i % 3}", i) for i in range(n)]),
+    lambda n: pd.to_datetime(np.arange(n), unit="D"),
+    lambda n: pd.Index(np.arange(n) * 0.5),
+])
+def test_labels_of_any_index_kind_name_their_row(data, make_index):
+    # a MultiIndex's labels are its tuples (kept whole, one per row), dates and
+    # floats are labels too; a label names its row, once
+    X, y = data
+    index = make_index(len(X))
+    est = _logistic().fit(pd.DataFrame(X, index=index), pd.Series(y, index=index))
+    est.forget([index[7], index[2]], by="label")
+    assert est.forgotten_.tolist() == [2, 7]
+    with pytest.raises(KeyError, match="not among the remaining"):
+        est.forget([index[7]], by="label")
+
+
 def test_the_forgotten_labels_leave_the_state(frame):
     Xf, yf = frame
     est = _logistic().fit(Xf, yf).partial_forget(["secret-user-017", "secret-user-042"],
