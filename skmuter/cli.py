@@ -358,9 +358,7 @@ def _bench_net(args):
     from .nn._inputs import check_device_available
 
     t_start = time.perf_counter()
-    if args.data is not None and args.dataset == "digits":
-        raise UsageError("argument --data: the digits are bundled with scikit-learn; "
-                         "--data is for mnist")
+    _no_data_for_digits(args, "mnist")
     if args.sequential:
         raise UsageError("argument --sequential: for the linear models only")
     _checked(check_device_available, types.SimpleNamespace(device=args.device))
@@ -387,15 +385,28 @@ def _bench_net(args):
     print()
     print(result.report())
     prefix = f"{args.dataset}_net_"
+    return _write_results(result, out, prefix, f"{prefix}*.csv, {prefix}report.txt",
+                          f"{prefix}figure9.png", t_start)
+
+
+def _no_data_for_digits(args, datasets):
+    """Refuse ``--data`` with the bundled digits (it names the files of ``datasets``)."""
+    if args.data is not None and args.dataset == "digits":
+        raise UsageError("argument --data: the digits are bundled with scikit-learn; "
+                         f"--data is for {datasets}")
+
+
+def _write_results(result, out, prefix, files, figures, t_start):
+    """Save a benchmark's files and figures (when matplotlib is there), say what
+    was written and how long the command took; the command's exit status."""
     paths = result.save(out, prefix=prefix, figures=False)
     try:
         paths += result.plot(out, prefix=prefix)
     except ImportError as exc:  # matplotlib, an optional extra, is missing
         print(f"\nno figures: {exc}")
-        kinds = f"{prefix}*.csv, {prefix}report.txt"
     else:
-        kinds = f"{prefix}*.csv, {prefix}report.txt, {prefix}figure9.png"
-    print(f"\nwrote {len(paths)} files to {out}/ ({kinds})")
+        files = f"{files}, {figures}"
+    print(f"\nwrote {len(paths)} files to {out}/ ({files})")
     print(f"total {time.perf_counter() - t_start:.0f} s")
     return 0
 
@@ -411,9 +422,7 @@ def _bench_linear(args):
     )
 
     t_start = time.perf_counter()
-    if args.data is not None and args.dataset == "digits":
-        raise UsageError("argument --data: the digits are bundled with scikit-learn; "
-                         "--data is for mnist-b and covtype")
+    _no_data_for_digits(args, "mnist-b and covtype")
     X_train, X_test, y_train, y_test = _checked(load_dataset, args.dataset, args.data)
     removals = _checked(parse_removals, args.removals, len(y_train))
     out = _output_folder(args.out)
@@ -438,17 +447,7 @@ def _bench_linear(args):
     )
     print(result.report())
     prefix = f"{args.dataset}_{args.model}_{args.attack}_"
-    paths = result.save(out, prefix=prefix, figures=False)
-    try:
-        paths += result.plot(out, prefix=prefix)
-    except ImportError as exc:  # matplotlib, an optional extra, is missing
-        print(f"\nno figures: {exc}")
-        kinds = f"{prefix}*.csv"
-    else:
-        kinds = f"{prefix}*.csv, {prefix}*.png"
-    print(f"\nwrote {len(paths)} files to {out}/ ({kinds})")
-    print(f"total {time.perf_counter() - t_start:.0f} s")
-    return 0
+    return _write_results(result, out, prefix, f"{prefix}*.csv", f"{prefix}*.png", t_start)
 
 
 def main(argv=None) -> int:

@@ -275,7 +275,10 @@ def test_large_mostly_zero_input_is_stored_compressed(cls, kind, small_threshold
     X = np.where(X / 16 > 0.6, X / 16, 0.0)  # about 27% non-zero
     t = {"binary": y % 2, "multi": y % 3, "reg": y.astype(float)}[kind]
     kw = {"alpha": 1e-2} if cls is AdversarialRidge else {}
-    make = lambda: cls(attack=PGD(epsilon=0.1, clip=(0, 1)), **kw)  # noqa: E731
+
+    def make():
+        return cls(attack=PGD(epsilon=0.1, clip=(0, 1)), **kw)
+
     dense = make().fit(X, t)
     small_thresholds()
     comp = make().fit(X, t)

@@ -41,7 +41,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,7 +48,7 @@ import pandas as pd
 from ..forgetters import Retrain
 from ..metrics import parameter_distance, robust_objective
 from ._protocol import DEFAULT_FORGETTERS, DO_NOTHING, RETRAIN, _check_choice, parse_removals
-from ._results import BenchmarkResult
+from ._results import BenchmarkResult, write_csv
 
 __all__ = [
     "DEFAULT_NET_REMOVALS",
@@ -683,14 +682,7 @@ class NetBenchmarkResult:
         -------
         paths : list of Path
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [out / f"{prefix}records.csv"]
-        self.records.to_csv(paths[0], index=False)
-        for name, table in self.tables().items():
-            path = out / f"{prefix}{name}.csv"
-            table.to_csv(path)
-            paths.append(path)
+        out, paths = write_csv(out_dir, prefix, {"records": self.records}, self.tables())
         path = out / f"{prefix}report.txt"
         path.write_text(self.report() + "\n")
         paths.append(path)

@@ -21,6 +21,22 @@ _METRICS = ("time", "precompute_time", "solve_time", "update_time", "wall_time",
             "attack_accuracy")
 
 
+def write_csv(out_dir, prefix, frames, tables):
+    """Write ``frames`` (``{name: DataFrame}``, without their index) and
+    ``tables`` (with it) as ``<prefix><name>.csv`` in ``out_dir`` (created
+    when missing); returns ``(folder, paths)``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frame in frames.items():
+        paths.append(out / f"{prefix}{name}.csv")
+        frame.to_csv(paths[-1], index=False)
+    for name, table in tables.items():
+        paths.append(out / f"{prefix}{name}.csv")
+        table.to_csv(paths[-1])
+    return out, paths
+
+
 @dataclass
 class BenchmarkResult:
     """Records of one benchmark run and the paper's tables and figures made from them.
@@ -274,16 +290,8 @@ class BenchmarkResult:
         -------
         paths : list of Path
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        self.records.to_csv(out / f"{prefix}records.csv", index=False)
-        self.summary().to_csv(out / f"{prefix}summary.csv", index=False)
-        paths += [out / f"{prefix}records.csv", out / f"{prefix}summary.csv"]
-        for name, table in self.tables().items():
-            path = out / f"{prefix}{name}.csv"
-            table.to_csv(path)
-            paths.append(path)
+        out, paths = write_csv(out_dir, prefix, {"records": self.records,
+                                                 "summary": self.summary()}, self.tables())
         if figures:
             paths += self.plot(out, prefix=prefix)
         return paths

@@ -756,11 +756,12 @@ class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
             self._X = full if stored is None else stored
             for obj in self._objectives:
                 obj.X = self._X
-        arrays = {} if compressed else {id(self._X): self._X}
-        arrays.update((id(obj.X), obj.X) for obj in self._objectives if not compressed)
-        for arr in arrays.values():
-            arr[rows] = X_new
-            arr[~kept] = 0.0
+        else:
+            arrays = {id(self._X): self._X}
+            arrays.update((id(obj.X), obj.X) for obj in self._objectives)
+            for arr in arrays.values():
+                arr[rows] = X_new
+                arr[~kept] = 0.0
         for obj in self._objectives:
             obj.pass_cache.clear()  # prepared from the old features
         tol = max(float(self.tol), 1e-12)

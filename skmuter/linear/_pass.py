@@ -19,6 +19,7 @@ import copy
 import numpy as np
 from scipy import sparse
 
+from .._transaction import undoable_zero_rows
 from ._worst_case import _rproducts, bind
 
 #: at most this many non-zero weights: scores from cached support columns
@@ -26,6 +27,9 @@ _SUPPORT_COLUMNS = 256
 
 #: inputs with more entries than this get the compressed l_inf box rooms
 _COMPRESS_SIZE = 1_000_000
+
+#: inputs with fewer non-zero entries than this share are kept compressed
+_MOSTLY_ZERO = 0.3
 
 #: dense column blocks of all rows (the support of an l_inf model) are cached
 #: up to this many entries; larger supports of many rows are swept a block
@@ -60,7 +64,7 @@ def _maybe_sparse(X):
     (sparse inputs stay as they are)."""
     if sparse.issparse(X):
         return X
-    if X.size > _COMPRESS_SIZE and np.count_nonzero(X) < 0.3 * X.size:
+    if X.size > _COMPRESS_SIZE and np.count_nonzero(X) < _MOSTLY_ZERO * X.size:
         return sparse.csr_matrix(X)
     return X
 
@@ -80,7 +84,7 @@ def compress_rows(X, block=1 << 16):
     for a in range(0, n, block):
         counts[a : a + block] = np.count_nonzero(X[a : a + block], axis=1)
     nnz = int(counts.sum())
-    if nnz >= 0.3 * X.size:
+    if nnz >= _MOSTLY_ZERO * X.size:
         return None
     index = np.int32 if max(nnz, d) < np.iinfo(np.int32).max else np.int64
     indptr = np.zeros(n + 1, dtype=index)
@@ -99,10 +103,9 @@ def compress_rows(X, block=1 << 16):
 def _zero_csr_rows(M, rows):
     """Zero the stored values of ``rows`` of a CSR matrix in place, and their
     column positions (they would tell where the row was non-zero): the
-    entries move to the first columns, in order (the format stays canonical)."""
-    for a, b in zip(M.indptr[rows], M.indptr[np.asarray(rows) + 1]):
-        M.data[a:b] = 0.0
-        M.indices[a:b] = np.arange(b - a)
+    entries move to the first columns, in order (the format stays canonical).
+    Undoable inside a forget transaction, as the estimator's own purge."""
+    undoable_zero_rows(M, rows, positions=True)
 
 
 class RowPass:
@@ -123,10 +126,12 @@ class RowPass:
         self.is_sparse = sparse.issparse(self.X)
         # the l_inf rooms of a CSR copy from its stored entries (no dense
         # temporaries the size of X); of other large inputs, compressed
-        compress = self.linf and not sparse.issparse(X) and X.size > _COMPRESS_SIZE
-        room_rows = self.X if self.linf and self.is_sparse else X
-        self.bound = (bind(threat, room_rows, compress=compress and room_rows is X)
-                      if threat.epsilon > 0 else None)
+        if threat.epsilon <= 0:
+            self.bound = None
+        elif self.linf and self.is_sparse:
+            self.bound = bind(threat, self.X)
+        else:
+            self.bound = bind(threat, X, compress=self.linf and X.size > _COMPRESS_SIZE)
         self._own_copy = self.X is not X
         self._columns = {}
         self._rooms = {}
@@ -356,10 +361,7 @@ def _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
                 out=xt)
     z = xt @ wS + b
     loss = obj.loss
-    value = 0.0
-    if want_value or not hessian:
-        values = loss.value(z, y)
-        value = float((values if weights is None else values * weights).sum())
+    value = _value_sum(loss, z, y, weights) if want_value or not hessian else 0.0
     if not hessian:
         return value, None, None
     where = np.searchsorted(support, wcols)
@@ -371,6 +373,12 @@ def _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
         if intercept:
             xa[:, -1] = 1.0
     return (value, *_loss_sums(loss, xa, z, y, weights))
+
+
+def _value_sum(loss, z, y, weights):
+    """The (weighted) summed loss at the scores ``z``."""
+    values = loss.value(z, y)
+    return float((values if weights is None else values * weights).sum())
 
 
 def _loss_sums(loss, xa, z, y, weights):
@@ -402,8 +410,7 @@ def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, he
     loss = obj.loss
     s = loss.direction(z, y, up, down)
     z = z + s * np.where(s > 0, up, down)
-    values = loss.value(z, y)
-    value = float((values if weights is None else values * weights).sum())
+    value = _value_sum(loss, z, y, weights) if want_value or not hessian else 0.0
     if not hessian:
         return value, None, None
     where = np.searchsorted(support, wcols)
