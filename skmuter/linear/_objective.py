@@ -34,6 +34,7 @@ from .._losses import get_loss
 from .._objective import BaseObjective, iter_chunks
 from ._kinks import KinkModel, Ties
 from ._kkt import l2_zero_subgradient, linf_subgradient, subgradient_from_split
+from ._logistic import checkpoint
 from ._paper import paper_hessian
 from ._pass import RowPass, cacheable, pass_data
 from ._worst_case import bind
@@ -555,11 +556,61 @@ class LinearObjective(BaseObjective):
         if kind == "total":
             points = "adversarial"
         rows = np.asarray(rows)
+        if ties is None or ties.rows.size == 0:
+            kept = self._take_checkpoint(theta, rows, cols, kind, points)
+            if kept is not None:
+                return kept
         sweep = self._support_sweep(theta, rows, cols, ties, points)
         if sweep is not None:
             return sweep(True, with_value=False)[1:]
         H, g = self._second_order(theta, rows, points, cols, ties, total=kind == "total")
         return g, H
+
+    # ---- checked requests: one pass per point ------------------------------
+    def checkpoint(self, theta, rows, reference=None):
+        """Everything a check needs at ``theta`` over ``rows`` from one pass (a
+        :class:`~skmuter.linear._logistic.Checkpoint`): the value, the minimal
+        subgradient, and the summed gradient and total Hessian on the free
+        coordinates. For the logistic loss under an l_inf threat on a prepared
+        compressed pass over most rows; None otherwise (the caller takes the
+        general passes). ``reference``: a checkpoint of the same request at
+        the same signs, from which the zeros' conditions may be certified
+        without summing them again."""
+        if not (self.loss.name == "logistic" and self.threat.norm == "inf"
+                and self.threat.epsilon > 0) or getattr(self, "chunked_pass", None):
+            return None
+        rows = np.asarray(rows)
+        if 2 * len(rows) < self.X.shape[0]:
+            return None
+        rp, y, weights, m = pass_data(self, rows)
+        wc = rp.logistic_worst_case(self, y)
+        if wc is None:
+            return None
+        point = checkpoint(rp, wc, self, theta, y, weights, m, reference)
+        if point is not None:
+            point.rows = rows
+        return point
+
+    def keep_checkpoint(self, point):
+        """Keep ``point`` (the last checkpoint of a checked request) for the
+        forgetter's memory at the same model: :meth:`grad_hessian_sum` there
+        returns its gradient and Hessian without a pass, once. Held by the
+        prepared pass (never pickled, cleared by a purge)."""
+        self.row_pass().checkpoint = (self, point)
+
+    def _take_checkpoint(self, theta, rows, cols, kind, points):
+        rp = self.pass_cache.get("rows")
+        kept = getattr(rp, "checkpoint", None)
+        if kept is None:
+            return None
+        rp.checkpoint = None
+        obj, point = kept
+        if (obj is not self or kind not in ("total", "hessian") or points != "adversarial"
+                or point.rows is not rows or cols is None
+                or not np.array_equal(np.asarray(cols), point.cols)
+                or not np.array_equal(np.asarray(theta, dtype=np.float64), point.theta)):
+            return None
+        return point.g.copy(), point.H.copy()
 
     def _support_sweep(self, theta, rows, cols, ties, points="adversarial"):
         """The prepared pass's sweep over the support when it applies (an

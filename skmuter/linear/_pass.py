@@ -20,7 +20,8 @@ import numpy as np
 from scipy import sparse
 
 from .._transaction import undoable_zero_rows
-from ._worst_case import _rproducts, bind
+from ._logistic import LogisticWorstCase
+from ._worst_case import _LAZY_NNZ, _rproducts, bind
 
 #: at most this many non-zero weights: scores from cached support columns
 _SUPPORT_COLUMNS = 256
@@ -135,6 +136,8 @@ class RowPass:
         self._own_copy = self.X is not X
         self._columns = {}
         self._rooms = {}
+        self._worst = None
+        self.checkpoint = None  # see LinearObjective.keep_checkpoint
 
     def _cached(self, cache, cols, build):
         """``build(cols)`` for the columns ``cols``, kept in ``cache`` (the last
@@ -160,8 +163,11 @@ class RowPass:
         number of stored entries of each row remains, in memory: a pass is
         never pickled)."""
         rows = np.asarray(rows)
+        self.checkpoint = None
         for block in self._columns.values():
             block[rows] = 0.0
+        if self._worst is not None:
+            self._worst.purge(rows, _zero_csr_rows)
         for bound in self._rooms.values():
             for M in (bound.P, bound.Q):
                 if isinstance(M, np.ndarray) and M.ndim == 2:
@@ -180,6 +186,21 @@ class RowPass:
                 # the rows' entries become the column constants: their room
                 # then tells nothing of them (their weight is 0 in every pass)
                 _zero_csr_rows(M.S, rows)
+
+    def logistic_worst_case(self, obj, y):
+        """The logistic loss's l_inf worst cases on these rows for targets
+        ``y`` (a :class:`~skmuter.linear._logistic.LogisticWorstCase`, built
+        on first use), or None where they do not apply: another loss or
+        threat, dense inputs, inputs whose rooms are not stored (at least
+        ``_LAZY_NNZ`` entries: two more matrices that size), or targets other
+        than those prepared (the one-vs-rest problems share a pass; the
+        first to ask keeps it)."""
+        if not (self.linf and self.is_sparse and obj.loss.name == "logistic"
+                and obj.threat is self.threat) or self.X.nnz >= _LAZY_NNZ:
+            return None
+        if self._worst is None:
+            self._worst = LogisticWorstCase(self.X, self.threat, y)
+        return self._worst if self._worst.y is y else None
 
     def support_rooms(self, cols):
         """The l_inf worst case on the columns ``cols`` of all rows (a
@@ -207,17 +228,21 @@ class RowPass:
         intercept = bool(obj.fit_intercept and np.any(cols == d))
         support = np.union1d(np.flatnonzero(w), wcols)
         n = self.X.shape[0]
+        wc = self.logistic_worst_case(obj, y) if _direct(obj) else None
         if cacheable(n, len(support)):
             # the cached columns and rooms, a block of rows at a time: the
-            # temporaries stay in the processor's cache
-            XS = self.columns(support)
+            # temporaries stay in the processor's cache (the logistic loss's
+            # worst-case rows themselves where they are prepared)
+            XS = (self.columns(support) if wc is None
+                  else wc.block(self.X, support, np.sign(w[support])))
             rooms = None if _direct(obj) else self.support_rooms(support)
             per = max(1, _LOCAL_ENTRIES // max(len(support), 1))
             parts = [_sweep_block(obj, XS[a : a + per],
                                   None if rooms is None else _row_slice(rooms, slice(a, a + per)),
                                   w, b, y[a : a + per],
                                   None if weights is None else weights[a : a + per],
-                                  support, wcols, intercept, hessian, with_value)
+                                  support, wcols, intercept, hessian, with_value,
+                                  worst=wc is not None)
                      for a in range(0, n, per)]
         else:
             # a block of rows at a time: no copy of the support's columns
@@ -273,13 +298,26 @@ class RowPass:
         loss, alpha, d = obj.loss, obj.alpha, obj.n_features
         linear_term = obj.linear_term
         fit_intercept = obj.fit_intercept
+        wc = self.logistic_worst_case(obj, y)
 
         def fun(v):
             wp, wm = v[:d], v[d : 2 * d]
             b = v[2 * d] if fit_intercept else 0.0
             w = wp - wm
             support = np.flatnonzero((wp != 0) | (wm != 0))
-            if len(support) <= _SUPPORT_COLUMNS and cacheable(X.shape[0], len(support)):
+            small = len(support) <= _SUPPORT_COLUMNS and cacheable(X.shape[0], len(support))
+            if wc is not None:
+                # the logistic loss's worst-case rows: the scores from the
+                # support's block of them (one sign per weight) or from both
+                # matrices, the derivatives from one product each
+                if small and not np.any((wp > 0) & (wm > 0)):
+                    z = wc.block(X, support, np.sign(w[support])) @ w[support] + b
+                else:
+                    z = wc.scores(wp, wm) + b
+                f, g1 = _mean_loss(loss, z, y, weights, m, alpha, w)
+                A, B = wc.sums(g1)
+                grad = [A + alpha * w, -B - alpha * w]
+            elif small:
                 # the scores and shifts need the support's columns only
                 XS = self.columns(support)
                 z = XS @ w[support] + b
@@ -290,12 +328,13 @@ class RowPass:
             else:
                 z = X @ w + b
                 up, down = bound.linf_shifts(wp, wm)
-            s = loss.direction(z, y, up, down)
-            z = z + s * np.where(s > 0, up, down)
-            f, g1 = _mean_loss(loss, z, y, weights, m, alpha, w)
-            xtg = X.T @ g1
-            A, B = bound.linf_split_grads(g1, s)
-            grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
+            if wc is None:
+                s = loss.direction(z, y, up, down)
+                z = z + s * np.where(s > 0, up, down)
+                f, g1 = _mean_loss(loss, z, y, weights, m, alpha, w)
+                xtg = X.T @ g1
+                A, B = bound.linf_split_grads(g1, s)
+                grad = [xtg + A + alpha * w, -xtg + B - alpha * w]
             if fit_intercept:
                 grad.append([g1.sum()])
             grad = np.concatenate(grad)
@@ -345,28 +384,32 @@ def _direct(obj):
 
 
 def _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
-                  want_value=True):
+                  want_value=True, worst=False):
     """:func:`_sweep_block` for the logistic loss. The adversary pushes every
     score against the label, so each coordinate moves by ``eps`` against
     ``y w_j`` and stops at the box: the worst-case point is
-    ``clip(x - eps y sign(w), low, high)``, built in one array."""
+    ``clip(x - eps y sign(w), low, high)``, built in one array (``worst``:
+    ``XS`` already holds it)."""
     threat = obj.threat
     wS = w[support]
-    s = obj.loss.direction(None, y, None, None)
-    xt = np.multiply.outer(threat.epsilon * s, np.sign(wS))
-    xt += XS
-    if threat.boxed:
-        low, high = (np.asarray(v, dtype=np.float64) for v in (threat.low, threat.high))
-        np.clip(xt, low[support] if low.ndim else low, high[support] if high.ndim else high,
-                out=xt)
+    if worst:
+        xt = XS
+    else:
+        s = obj.loss.direction(None, y, None, None)
+        xt = np.multiply.outer(threat.epsilon * s, np.sign(wS))
+        xt += XS
+        if threat.boxed:
+            low, high = (np.asarray(v, dtype=np.float64) for v in (threat.low, threat.high))
+            np.clip(xt, low[support] if low.ndim else low,
+                    high[support] if high.ndim else high, out=xt)
     z = xt @ wS + b
     loss = obj.loss
     value = _value_sum(loss, z, y, weights) if want_value or not hessian else 0.0
     if not hessian:
         return value, None, None
     where = np.searchsorted(support, wcols)
-    if len(where) == len(support) and not intercept:
-        xa = xt
+    if len(where) == len(support) and not intercept and not worst:
+        xa = xt  # a temporary: scaled in place
     else:
         xa = np.empty((xt.shape[0], len(where) + int(intercept)))
         xa[:, : len(where)] = xt[:, where]
@@ -397,13 +440,13 @@ def _loss_sums(loss, xa, z, y, weights):
 
 
 def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, hessian,
-                 want_value=True):
+                 want_value=True, worst=False):
     """``(summed loss, summed loss gradient, summed Hessian)`` on ``wcols`` (and
     the intercept) of the rows of ``XS`` (the support's columns of a block of
     rows) at their l_inf worst cases; the regulariser is the caller's."""
     if bound is None:
         return _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
-                             want_value)
+                             want_value, worst)
     wS = w[support]
     up, down = bound.linf_shifts(np.maximum(wS, 0.0), np.maximum(-wS, 0.0))
     z = XS @ wS + b

@@ -297,7 +297,12 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
     linf = objective.threat.norm == "inf" and objective.threat.epsilon > 0
     theta = np.array(theta, dtype=np.float64)
     steps = 0
-    if tol is not None and linf and objective.loss.name != "squared":
+    if tol is not None and linf:
+        theta, residual, steps = _checked_newton(objective, theta, rows, tol,
+                                                 min(max_steps, _POLISH_STEPS))
+        if residual is not None:
+            return theta, residual, steps
+    if tol is not None and linf and objective.loss.name != "squared" and not steps:
         # First on the support alone, where the objective is smooth: each
         # step reads the support's columns only. The pass below then checks
         # the zeros.
@@ -320,6 +325,42 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
         if cand_res < residual:
             theta, residual = cand, cand_res
     return theta, residual, steps
+
+
+def _checked_newton(obj, theta, rows, tol, max_steps):
+    """Newton steps on the support from ``theta``, one pass per point, while
+    every zero stays optimal and no weight changes sign, until the
+    optimality residual is <= ``tol`` (see
+    :meth:`~skmuter.linear.LinearObjective.checkpoint`). Returns ``(theta,
+    residual, steps)``; ``residual`` is None where the objective has no such
+    pass or a zero must wake, a sign change or a step that does not descend
+    stops it (the general steps go on from ``theta``). The last point's
+    gradient and Hessian are kept for the forgetter's memory there."""
+    point = getattr(obj, "checkpoint", lambda *a, **k: None)(theta, rows)
+    if point is None:
+        return theta, None, 0
+    d = obj.n_features
+    linear = obj.linear_term_on(point.cols)
+    steps = 0
+    while True:
+        residual = float(np.linalg.norm(point.residual))
+        if residual <= tol:
+            obj.keep_checkpoint(point)
+            return theta, residual, steps
+        if steps >= max_steps or np.any(point.residual[:d][theta[:d] == 0]) \
+                or not len(point.cols):
+            return theta, None, steps
+        g = point.g if linear is None else point.g + linear
+        step, _ = solve_dense(point.H, -g, quiet=True)
+        cand = theta.copy()
+        cand[point.cols] += step
+        if np.any(np.sign(cand[:d][point.support]) != point.signs):
+            return theta, None, steps
+        new = obj.checkpoint(cand, rows, reference=point)
+        if new is None or not new.value <= point.value + 1e-14 * abs(point.value):
+            return theta, None, steps
+        theta, point = cand, new
+        steps += 1
 
 
 def _support_newton(obj, theta, rows, tol, max_steps):

@@ -1,0 +1,345 @@
+"""The logistic loss under an l_inf threat: worst cases known before the scores.
+
+The logistic loss decreases in ``y z``, so its adversary pushes every score
+against the label whatever the weights: row ``i`` moves by its room above
+(``Q``) on the coordinates where ``s_i w_j > 0`` and by its room below
+(``P``) where ``s_i w_j < 0``, with ``s_i = -y_i``. Two matrices then hold
+every worst case: ``M1``, the worst-case rows where a weight is positive
+(``x + Q`` for ``s_i > 0``, ``x - P`` otherwise), and ``M2``, where it is
+negative. In the split ``w = w+ - w-`` the worst-case score is
+``M1 w+ - M2 w-`` and the one-sided derivatives of the summed loss are
+``M1^T g`` and ``-M2^T g``: one product each, against the five of the
+general l_inf pass (inputs, rooms below and above, for both directions).
+
+On a zero input both matrices take a per-column constant that depends on the
+row's direction only; :class:`LogisticWorstCase` keeps them as those
+constants plus two sparse matrices with the pattern of the inputs.
+
+:func:`checkpoint` evaluates, in one pass, everything a checked forget
+request needs at a model: the value, the minimal subgradient (the
+optimality residual) and the summed gradient and total Hessian on the free
+coordinates, which are also the forgetter's memory at that model. After a
+Newton step that keeps the signs, the zeros' conditions at the new point are
+certified from those of the previous point by a bound (see
+:func:`checkpoint`), so that the second pass of a request reads the support's
+columns only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.special import expit, log_expit
+
+from ._kkt import min_norm_subgradient
+
+__all__ = ["Checkpoint", "LogisticWorstCase", "checkpoint"]
+
+#: relative safety of the certified bound of the zeros (rounding of the sums)
+_ROUNDING = 1e-12
+
+#: entries of one block of rows of a Hessian sweep (its buffer stays in the
+#: processor's cache)
+_BLOCK_ENTRIES = 1 << 17
+
+#: the zeros' columns of the sparse parts are kept apart when they hold less
+#: than this share of their entries (then their sums read those columns only)
+_ZERO_SHARE = 0.5
+
+
+def _limits(threat, d):
+    """Per-column ``(low, high)`` of the threat's box (None without one)."""
+    if not threat.boxed:
+        return None, None
+    low = np.broadcast_to(np.asarray(threat.low, dtype=np.float64), (d,))
+    high = np.broadcast_to(np.asarray(threat.high, dtype=np.float64), (d,))
+    return low, high
+
+
+def _moved(x, cols, eps, low, high):
+    """``(x + Q, x - P)``: the inputs ``x`` (of columns ``cols``) moved to the
+    top and the bottom of their l_inf room (capped by the box)."""
+    if low is None:
+        return x + eps, x - eps
+    up = x + np.maximum(np.minimum(eps, high[cols] - x), 0.0)
+    down = x - np.maximum(np.minimum(eps, x - low[cols]), 0.0)
+    return up, down
+
+
+def _row_entries(indptr, rows):
+    """Positions of the stored entries of ``rows`` of a CSR matrix."""
+    starts, stops = indptr[rows], indptr[rows + 1]
+    lengths = stops - starts
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return np.arange(total) + offsets
+
+
+class LogisticWorstCase:
+    """The l_inf worst-case rows of the logistic loss for targets ``y``.
+
+    Parameters
+    ----------
+    X : sparse matrix of shape (n_samples, n_features), CSR
+        The inputs (not copied: the sparse parts are new matrices).
+    threat : skmuter.attacks.Threat
+        An l_inf threat.
+    y : ndarray of shape (n_samples,)
+        Targets in {-1, +1} (0 on erased rows, which weigh nothing). Kept by
+        reference: the pass that owns this object serves these targets only.
+    """
+
+    def __init__(self, X, threat, y):
+        X = sparse.csr_matrix(X)
+        n, d = X.shape
+        self.y = y
+        eps = float(threat.epsilon)
+        self.eps = eps
+        self.low, self.high = _limits(threat, d)
+        # rooms of a zero input: the constants of both matrices
+        if self.low is None:
+            self.P0 = self.Q0 = np.full(d, eps)
+        else:
+            self.P0 = np.maximum(np.minimum(eps, -self.low), 0.0)
+            self.Q0 = np.maximum(np.minimum(eps, self.high), 0.0)
+        self.pos = -np.sign(y) > 0  # rows the adversary pushes up
+        counts = np.diff(X.indptr)
+        up_row = np.repeat(self.pos, counts)
+        cols = X.indices
+        up, down = _moved(X.data, cols, eps, self.low, self.high)
+        top, bottom = up - self.Q0[cols], down + self.P0[cols]
+        del up, down
+        self.S1 = sparse.csr_matrix((np.where(up_row, top, bottom), cols.copy(),
+                                     X.indptr.copy()), shape=(n, d))
+        self.S2 = sparse.csr_matrix((np.where(up_row, bottom, top), cols.copy(),
+                                     X.indptr.copy()), shape=(n, d))
+        del top, bottom, up_row
+        for S in (self.S1, self.S2):
+            S.eliminate_zeros()  # inputs within eps of the box: at the constant
+        # |M1_ij|, |M2_ij| <= max_j |x_ij| + eps: the bound of the zeros' change
+        rowmax = np.zeros(n)
+        filled = counts > 0
+        if X.nnz:
+            peaks = np.maximum.reduceat(np.abs(X.data), X.indptr[:-1][filled])
+            rowmax[filled] = peaks
+        self.row_bound = rowmax + eps
+        #: stored entries of the kept rows per column (both parts)
+        self.counts = (np.bincount(self.S1.indices, minlength=d)
+                       + np.bincount(self.S2.indices, minlength=d)).astype(np.int64)
+        self._block = {}
+        self._zero_columns = {}
+
+    # ---- products -----------------------------------------------------------
+    def scores(self, wp, wm):
+        """Worst-case scores ``M1 w+ - M2 w-`` (no intercept)."""
+        z = self.S1 @ wp - self.S2 @ wm
+        up = float(self.Q0 @ wp + self.P0 @ wm)
+        down = -float(self.P0 @ wp + self.Q0 @ wm)
+        z += np.where(self.pos, up, down)
+        return z
+
+    def sums(self, g, cols=None, others=None):
+        """``(M1^T g, M2^T g)`` for per-row values ``g``, on the columns
+        ``cols`` (all when None; ``others`` are the remaining ones, given
+        with ``cols``). Few entries in ``cols``: from a copy of those columns,
+        kept until they change."""
+        g_up = float(g @ self.pos)
+        g_down = float(g.sum()) - g_up
+        S1, S2, P0, Q0 = self.S1, self.S2, self.P0, self.Q0
+        if cols is not None:
+            P0, Q0 = P0[cols], Q0[cols]
+            parts = self._columns(cols, others)
+            if parts is None:
+                S1 = S2 = None
+            else:
+                S1, S2 = parts
+        A = (S1.T @ g if S1 is not None else (self.S1.T @ g)[cols]) + Q0 * g_up - P0 * g_down
+        B = (S2.T @ g if S2 is not None else (self.S2.T @ g)[cols]) - P0 * g_up + Q0 * g_down
+        return np.asarray(A).ravel(), np.asarray(B).ravel()
+
+    def _columns(self, cols, others):
+        """The sparse parts on ``cols``, cached; None when those columns hold
+        most entries (the whole matrices are then read)."""
+        key = cols.tobytes()
+        hit = self._zero_columns.get(key)
+        if hit is not None:
+            return hit
+        self._zero_columns.clear()
+        if self.counts[others].sum() < (1.0 - _ZERO_SHARE) * self.counts.sum():
+            return None
+        hit = self._zero_columns[key] = (self.S1[:, cols].tocsr(), self.S2[:, cols].tocsr())
+        return hit
+
+    def block(self, X, support, signs):
+        """The worst-case rows on the ``support`` columns for weights of
+        ``signs`` there: dense, all rows, cached until the support or a sign
+        changes."""
+        key = (support.tobytes(), signs.tobytes())
+        B = self._block.get(key)
+        if B is None:
+            self._block.clear()
+            XS = X[:, support].toarray() if sparse.issparse(X) else np.array(X[:, support])
+            up, down = _moved(XS, support[None, :], self.eps, self.low, self.high)
+            toward = (np.where(self.pos, 1.0, -1.0)[:, None] * signs[None, :]) > 0
+            # column-major: its products with a vector are the passes' own
+            B = self._block[key] = np.asfortranarray(np.where(toward, up, down))
+        return B
+
+    def purge(self, rows, zero_csr_rows):
+        """Erase ``rows`` (values and, through ``zero_csr_rows``, the positions
+        of the sparse parts' entries)."""
+        rows = np.asarray(rows).ravel()
+        for S in (self.S1, self.S2):
+            self.counts -= np.bincount(S.indices[_row_entries(S.indptr, rows)],
+                                       minlength=len(self.counts))
+        zero_csr_rows(self.S1, rows)
+        zero_csr_rows(self.S2, rows)
+        self.row_bound[rows] = 0.0
+        for B in self._block.values():
+            B[rows] = 0.0
+        for parts in self._zero_columns.values():
+            for S in parts:
+                zero_csr_rows(S, rows)
+
+
+class Checkpoint:
+    """What one pass at ``theta`` found (see :func:`checkpoint`).
+
+    Attributes
+    ----------
+    value : float
+        The mean objective (regulariser and linear term included).
+    residual : ndarray of shape (n_params,)
+        The minimal subgradient of the mean objective.
+    cols : ndarray of int
+        The free coordinates (the support and the intercept).
+    g, H : ndarray
+        Summed gradient and total Hessian on ``cols``, the regulariser's
+        share included, the linear term not (a forgetter's memory).
+    g1 : ndarray of shape (n_samples,)
+        The rows' weighted loss derivatives.
+    zero_up, zero_down : ndarray
+        Lower bounds (exact after a full pass) of the one-sided mean
+        derivatives at the zeros, ``w_j`` increasing and decreasing; a zero is
+        optimal when both are >= 0.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def _loss_terms(t):
+    """``(loss, -loss', loss'')`` of ``log(1 + exp(-t))`` at the margins ``t``,
+    from one exponential: with ``r = exp(-|t|)``, the loss is
+    ``max(-t, 0) + log1p(r)``, the derivative's magnitude ``sigmoid(-t)`` is
+    ``r / (1 + r)`` or ``1 / (1 + r)``, the curvature ``r / (1 + r)^2``."""
+    r = np.abs(t)
+    np.negative(r, out=r)
+    np.exp(r, out=r)
+    opp = 1.0 + r
+    e = np.where(t >= 0, r, 1.0)
+    e /= opp
+    c = r / opp
+    c /= opp
+    values = np.log1p(r)
+    values += np.maximum(-t, 0.0)
+    return values, e, c
+
+
+def _hessian(XS, c, intercept):
+    """``sum_i c_i [x_i, 1] [x_i, 1]^T`` over the rows of the column-major
+    ``XS`` (the ``1`` with ``intercept``), a block of rows at a time."""
+    n, k = XS.shape
+    H = np.zeros((k + int(intercept),) * 2)
+    per = max(1, min(n, _BLOCK_ENTRIES // max(k, 1)))
+    buf = np.empty((per, k), order="F")
+    root = np.sqrt(c)
+    for a in range(0, n, per):
+        B = buf[: min(per, n - a)]
+        np.multiply(XS[a : a + per], root[a : a + per, None], out=B)
+        H[:k, :k] += B.T @ B
+    if intercept:
+        H[:k, k] = H[k, :k] = XS.T @ c
+        H[k, k] = c.sum()
+    return H
+
+
+def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
+    """One pass of the logistic l_inf objective at ``theta`` over the rows of
+    ``weights`` (None: all), from the prepared pass ``rp`` and its worst cases
+    ``wc``; a :class:`Checkpoint`, or None when the support is too large for
+    its dense columns.
+
+    With a ``reference`` checkpoint of the same support and signs, the zeros'
+    one-sided derivatives are not summed again but bounded: each is
+    ``sum_i g1_i M_ij / m``, whose entries are at most ``max_j |x_ij| + eps``
+    in magnitude, so it moved by at most ``e = sum_i |g1_i - g1'_i|
+    (max_j |x_ij| + eps) / m``. Where every zero's lower bounds minus ``e``
+    stay >= 0, every zero is optimal at ``theta`` too and the minimal
+    subgradient is exactly 0 there; otherwise the pass sums them.
+    """
+    from ._pass import _SUPPORT_COLUMNS, cacheable
+
+    d = obj.n_features
+    theta = np.asarray(theta, dtype=np.float64)
+    w = theta[:d]
+    b = float(theta[d]) if obj.fit_intercept else 0.0
+    support = np.flatnonzero(w)
+    signs = np.sign(w[support])
+    n = rp.X.shape[0]
+    if len(support) > _SUPPORT_COLUMNS or not cacheable(n, len(support) + 1):
+        return None
+    XS = wc.block(rp.X, support, signs)
+    t = XS @ w[support]
+    t += b
+    t *= y
+    values, e, c = _loss_terms(t)
+    g1 = e
+    g1 *= y
+    np.negative(g1, out=g1)
+    if weights is not None:
+        values *= weights
+        g1 *= weights
+        c *= weights
+    alpha = obj.alpha
+    lt = obj.linear_term
+    value = float(values.sum()) / m + 0.5 * alpha * float(w @ w)
+    if lt is not None:
+        value += float(lt @ theta) / m
+    # summed gradient and total Hessian on the free coordinates
+    cols = np.concatenate([support, [d]]) if obj.fit_intercept else support
+    H = _hessian(XS, c, obj.fit_intercept)
+    gS = XS.T @ g1
+    g = np.concatenate([gS, [g1.sum()]]) if obj.fit_intercept else gS
+    g = g + obj.regulariser_grad(theta, m, cols)
+    k = len(cols)
+    H[np.arange(k), np.arange(k)] += obj.regulariser_diag(m, cols)
+    zeros = np.flatnonzero(w == 0)
+    residual = np.zeros(obj.n_params)
+    mean = g / m
+    if lt is not None:
+        mean = mean + lt[cols] / m
+    residual[cols] = mean
+    certified = False
+    if reference is not None and np.array_equal(reference.support, support) \
+            and np.array_equal(reference.signs, signs):
+        moved = float(np.abs(g1 - reference.g1) @ wc.row_bound) / m
+        moved = moved * (1.0 + _ROUNDING) + _ROUNDING * float(
+            np.abs(g1) @ wc.row_bound) / m
+        zero_up = reference.zero_up - moved
+        zero_down = reference.zero_down - moved
+        certified = bool(np.all(zero_up >= 0) and np.all(zero_down >= 0))
+    if not certified:
+        A, B = wc.sums(g1, zeros, support)
+        gp = A / m
+        gm = -B / m
+        if lt is not None:
+            gp += lt[zeros] / m
+            gm -= lt[zeros] / m
+        residual[zeros] = min_norm_subgradient(gp, gm, np.zeros(len(zeros)))
+        zero_up, zero_down = gp, gm
+    return Checkpoint(value=value, residual=residual, cols=cols, g=g, H=H, g1=g1,
+                      support=support, signs=signs, zero_up=zero_up,
+                      zero_down=zero_down, theta=theta.copy())
