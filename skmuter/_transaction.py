@@ -216,6 +216,21 @@ def atomic_fit(fit):
 
 
 # ---- fitted settings --------------------------------------------------------------
+class CachedParamNames:
+    """Mixin of a scikit-learn estimator: its constructor's parameter names
+    are read from the signature once per class, not at every ``get_params``
+    (a forget request reads the parameters of the estimator and of its
+    forgetter several times)."""
+
+    @classmethod
+    def _get_param_names(cls):
+        names = cls.__dict__.get("_param_names_of_class")
+        if names is None:
+            names = super()._get_param_names()
+            cls._param_names_of_class = tuple(names)
+        return list(names)
+
+
 def _fingerprint(value):
     """A comparable, picklable summary of a parameter value."""
     if isinstance(value, bool | np.bool_):

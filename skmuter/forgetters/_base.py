@@ -31,8 +31,10 @@ from __future__ import annotations
 
 from sklearn.base import BaseEstimator
 
+from .._transaction import CachedParamNames
 
-class Forgetter(BaseEstimator):
+
+class Forgetter(CachedParamNames, BaseEstimator):
     """Base class of the forgetters (cloneable parameter objects)."""
 
     #: short name used in logs and tables

@@ -25,7 +25,7 @@ from .._forgetting import (
     prepare_states,
     reset_forgetting,
 )
-from .._transaction import record_undo, undoable_zero_rows
+from .._transaction import CachedParamNames, record_undo, undoable_zero_rows
 from ..attacks import Penalized, _Attack, resolve_attack
 from ..forgetters import Forgetter, resolve_forgetter
 from ._chunked import is_dask_collection
@@ -76,7 +76,7 @@ def _share_passes(objectives):
 DEFAULT_FORGET_TOL = 1e-9
 
 
-class BaseAdversarialLinear(ForgetMixin, BaseEstimator):
+class BaseAdversarialLinear(ForgetMixin, CachedParamNames, BaseEstimator):
     """Base class; see the public estimators for the parameters."""
 
     _loss = "logistic"

@@ -217,7 +217,8 @@ class Checkpoint:
         The free coordinates (the support and the intercept).
     g, H : ndarray
         Summed gradient and total Hessian on ``cols``, the regulariser's
-        share included, the linear term not (a forgetter's memory).
+        share included, the linear term not (a forgetter's memory; ``H`` is
+        computed when first read).
     g1 : ndarray of shape (n_samples,)
         The rows' weighted loss derivatives.
     zero_up, zero_down : ndarray
@@ -228,6 +229,18 @@ class Checkpoint:
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
+
+    @property
+    def H(self):
+        """The summed total Hessian on ``cols`` (computed on first use: a step
+        from this point or the memory of a published one needs it)."""
+        if self._H is None:
+            obj, XS, c, m = self._hessian_from
+            H = _hessian(XS, c, obj.fit_intercept)
+            k = len(self.cols)
+            H[np.arange(k), np.arange(k)] += obj.regulariser_diag(m, self.cols)
+            self._H, self._hessian_from = H, None
+        return self._H
 
 
 def _loss_terms(t):
@@ -310,12 +323,9 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
         value += float(lt @ theta) / m
     # summed gradient and total Hessian on the free coordinates
     cols = np.concatenate([support, [d]]) if obj.fit_intercept else support
-    H = _hessian(XS, c, obj.fit_intercept)
     gS = XS.T @ g1
     g = np.concatenate([gS, [g1.sum()]]) if obj.fit_intercept else gS
     g = g + obj.regulariser_grad(theta, m, cols)
-    k = len(cols)
-    H[np.arange(k), np.arange(k)] += obj.regulariser_diag(m, cols)
     zeros = np.flatnonzero(w == 0)
     residual = np.zeros(obj.n_params)
     mean = g / m
@@ -340,6 +350,7 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
             gm -= lt[zeros] / m
         residual[zeros] = min_norm_subgradient(gp, gm, np.zeros(len(zeros)))
         zero_up, zero_down = gp, gm
-    return Checkpoint(value=value, residual=residual, cols=cols, g=g, H=H, g1=g1,
+    return Checkpoint(value=value, residual=residual, cols=cols, g=g, g1=g1,
                       support=support, signs=signs, zero_up=zero_up,
-                      zero_down=zero_down, theta=theta.copy())
+                      zero_down=zero_down, theta=theta.copy(), _H=None,
+                      _hessian_from=(obj, XS, c, m))

@@ -125,19 +125,28 @@ class RowPass:
         self.linf = threat.norm == "inf" and threat.epsilon > 0
         self.X = _maybe_sparse(X)
         self.is_sparse = sparse.issparse(self.X)
-        # the l_inf rooms of a CSR copy from its stored entries (no dense
-        # temporaries the size of X); of other large inputs, compressed
-        if threat.epsilon <= 0:
-            self.bound = None
-        elif self.linf and self.is_sparse:
-            self.bound = bind(threat, self.X)
-        else:
-            self.bound = bind(threat, X, compress=self.linf and X.size > _COMPRESS_SIZE)
+        self._bound = None  # built on first use (see bound)
         self._own_copy = self.X is not X
         self._columns = {}
         self._rooms = {}
         self._worst = None
         self.checkpoint = None  # see LinearObjective.keep_checkpoint
+
+    @property
+    def bound(self):
+        """The exact worst case of the rows (``BoundThreat``; None without an
+        attack), built on first use: the l_inf rooms of a CSR copy from its
+        stored entries (no dense temporaries the size of X), of other large
+        inputs compressed. The logistic loss's passes do without it where
+        its worst-case rows are prepared (:meth:`logistic_worst_case`)."""
+        if self._bound is None and self.threat.epsilon > 0:
+            if self.linf and self.is_sparse:
+                self._bound = bind(self.threat, self.X)
+            else:
+                X = self.source
+                self._bound = bind(self.threat, X,
+                                   compress=self.linf and X.size > _COMPRESS_SIZE)
+        return self._bound
 
     def _cached(self, cache, cols, build):
         """``build(cols)`` for the columns ``cols``, kept in ``cache`` (the last
@@ -175,7 +184,7 @@ class RowPass:
         if self._own_copy:
             _zero_csr_rows(self.X, rows)
         # otherwise X is the estimator's own array, purged by the estimator
-        bound = self.bound
+        bound = self._bound
         if bound is None:
             return
         for name in ("P", "Q"):
@@ -294,11 +303,11 @@ class RowPass:
         ``weights`` (None: every row weighs 1) multiply each row's loss;
         ``m`` is the mean's denominator (the weights' sum).
         """
-        X, bound = self.X, self.bound
         loss, alpha, d = obj.loss, obj.alpha, obj.n_features
         linear_term = obj.linear_term
         fit_intercept = obj.fit_intercept
         wc = self.logistic_worst_case(obj, y)
+        X, bound = self.X, (self.bound if wc is None else None)
 
         def fun(v):
             wp, wm = v[:d], v[d : 2 * d]

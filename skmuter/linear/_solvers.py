@@ -299,7 +299,7 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
     steps = 0
     if tol is not None and linf:
         theta, residual, steps = _checked_newton(objective, theta, rows, tol,
-                                                 min(max_steps, _POLISH_STEPS))
+                                                 min(max_steps, _POLISH_STEPS), start, memory)
         if residual is not None:
             return theta, residual, steps
     if tol is not None and linf and objective.loss.name != "squared" and not steps:
@@ -327,7 +327,7 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
     return theta, residual, steps
 
 
-def _checked_newton(obj, theta, rows, tol, max_steps):
+def _checked_newton(obj, theta, rows, tol, max_steps, start=None, memory=None):
     """Newton steps on the support from ``theta``, one pass per point, while
     every zero stays optimal and no weight changes sign, until the
     optimality residual is <= ``tol`` (see
@@ -335,13 +335,22 @@ def _checked_newton(obj, theta, rows, tol, max_steps):
     residual, steps)``; ``residual`` is None where the objective has no such
     pass or a zero must wake, a sign change or a step that does not descend
     stops it (the general steps go on from ``theta``). The last point's
-    gradient and Hessian are kept for the forgetter's memory there."""
+    gradient and Hessian are kept for the forgetter's memory there.
+
+    The first step solves with the forgetter's ``memory`` (its curvature at
+    ``start`` over the kept rows, when it lives on the same coordinates):
+    close enough to the Hessian at ``theta`` for the step to land within the
+    tolerance, without a Hessian sweep at a point that is not published.
+    Should that step not descend, it is taken again with the exact Hessian.
+    """
     point = getattr(obj, "checkpoint", lambda *a, **k: None)(theta, rows)
     if point is None:
         return theta, None, 0
     d = obj.n_features
     linear = obj.linear_term_on(point.cols)
     steps = 0
+    quasi = (isinstance(memory, np.ndarray) and start is not None
+             and np.array_equal(np.flatnonzero(obj.free_mask(start)), point.cols))
     while True:
         residual = float(np.linalg.norm(point.residual))
         if residual <= tol:
@@ -351,13 +360,17 @@ def _checked_newton(obj, theta, rows, tol, max_steps):
                 or not len(point.cols):
             return theta, None, steps
         g = point.g if linear is None else point.g + linear
-        step, _ = solve_dense(point.H, -g, quiet=True)
+        A = memory if quasi and not steps else point.H
+        step, _ = solve_dense(A, -g, quiet=True)
         cand = theta.copy()
         cand[point.cols] += step
-        if np.any(np.sign(cand[:d][point.support]) != point.signs):
-            return theta, None, steps
-        new = obj.checkpoint(cand, rows, reference=point)
+        new = None
+        if np.all(np.sign(cand[:d][point.support]) == point.signs):
+            new = obj.checkpoint(cand, rows, reference=point)
         if new is None or not new.value <= point.value + 1e-14 * abs(point.value):
+            if A is memory:
+                quasi = False  # again from theta, with the Hessian there
+                continue
             return theta, None, steps
         theta, point = cand, new
         steps += 1
