@@ -891,8 +891,10 @@ class BaseAdversarialLinear(ForgetMixin, CachedParamNames, BaseEstimator):
             undoable_zero_rows(obj.y, rows)
         if self._objectives:
             cache = self._objectives[0].pass_cache  # shared by the objectives
+            # on failure (even within the passes' purge): rebuilt from the
+            # restored inputs
+            record_undo(cache.clear)
             self._objectives[0].purge_rows(rows)
-            record_undo(cache.clear)  # on failure: rebuilt from the restored inputs
 
     def _transaction_shared(self):
         """Large arrays a forget transaction keeps by reference (not copied):

@@ -197,6 +197,7 @@ class LogisticWorstCase:
         zero_csr_rows(self.S1, rows)
         zero_csr_rows(self.S2, rows)
         self.row_bound[rows] = 0.0
+        self.pos[rows] = False  # nor their labels' directions
         for B in self._block.values():
             B[rows] = 0.0
         for parts in self._zero_columns.values():
