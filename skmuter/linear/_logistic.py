@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.special import expit, log_expit
 
 from ._kkt import min_norm_subgradient
 
