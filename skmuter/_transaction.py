@@ -167,20 +167,32 @@ def undoable_zero_rows(M, rows, positions=False):
         M[rows] = 0
         record_undo(lambda: M.__setitem__(rows, old))
         return
-    starts, stops = M.indptr[rows], M.indptr[rows + 1]
-    saved = [(a, b, M.data[a:b].copy(), M.indices[a:b].copy())
-             for a, b in zip(starts, stops) if b > a]
-    for a, b, _, _ in saved:
-        M.data[a:b] = 0.0
-        if positions:
-            M.indices[a:b] = np.arange(b - a)
+    at, within = row_entries(M.indptr, rows.ravel())
+    values, cols = M.data[at], M.indices[at]  # copies (fancy indexing)
+    M.data[at] = 0.0
+    if positions:
+        M.indices[at] = within
 
     def put_back():
-        for a, b, values, cols in saved:
-            M.data[a:b] = values
-            M.indices[a:b] = cols
+        M.data[at] = values
+        M.indices[at] = cols
 
     record_undo(put_back)
+
+
+def row_entries(indptr, rows):
+    """``(at, within)``: the positions of the stored entries of ``rows`` of a
+    CSR matrix (its ``indptr``), and each one's rank within its row."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(indptr[rows], dtype=np.int64)
+    lengths = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
+    total = int(lengths.sum())
+    if not total:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)  # each row's start in ``at``
+    within = np.arange(total, dtype=np.int64) - first
+    return np.repeat(starts, lengths) + within, within
 
 
 def _training_index(X):

@@ -14,9 +14,10 @@ from scipy.special import expit
 from sklearn.datasets import load_digits
 
 from skmuter import AdversarialLogisticRegression, metrics
+from skmuter._transaction import row_entries
 from skmuter.attacks import PGD, Threat
 from skmuter.linear import _pass
-from skmuter.linear._logistic import LogisticWorstCase, _row_entries
+from skmuter.linear._logistic import LogisticWorstCase
 
 EPS = 0.1
 ALPHA = 1e-2
@@ -406,7 +407,7 @@ def _kept_counts(wc, erased):
     d = len(wc.counts)
     n = wc.S1.shape[0]
     kept = np.setdiff1d(np.arange(n), erased)
-    by_rows = sum(np.bincount(S.indices[_row_entries(S.indptr, kept)], minlength=d)
+    by_rows = sum(np.bincount(S.indices[row_entries(S.indptr, kept)[0]], minlength=d)
                   for S in (wc.S1, wc.S2))
     by_values = sum(np.bincount(S.indices[S.data != 0], minlength=d) for S in (wc.S1, wc.S2))
     return by_rows, by_values

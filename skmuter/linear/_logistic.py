@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from .._transaction import row_entries
 from ._kkt import min_norm_subgradient
 
 __all__ = ["Checkpoint", "LogisticWorstCase", "checkpoint"]
@@ -63,17 +64,6 @@ def _moved(x, cols, eps, low, high):
     up = x + np.maximum(np.minimum(eps, high[cols] - x), 0.0)
     down = x - np.maximum(np.minimum(eps, x - low[cols]), 0.0)
     return up, down
-
-
-def _row_entries(indptr, rows):
-    """Positions of the stored entries of ``rows`` of a CSR matrix."""
-    starts, stops = indptr[rows], indptr[rows + 1]
-    lengths = stops - starts
-    total = int(lengths.sum())
-    if not total:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return np.arange(total) + offsets
 
 
 class LogisticWorstCase:
@@ -191,7 +181,7 @@ class LogisticWorstCase:
         of the sparse parts' entries)."""
         rows = np.asarray(rows).ravel()
         for S in (self.S1, self.S2):
-            self.counts -= np.bincount(S.indices[_row_entries(S.indptr, rows)],
+            self.counts -= np.bincount(S.indices[row_entries(S.indptr, rows)[0]],
                                        minlength=len(self.counts))
         zero_csr_rows(self.S1, rows)
         zero_csr_rows(self.S2, rows)
