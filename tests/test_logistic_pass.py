@@ -309,14 +309,19 @@ def _count_sums(monkeypatch):
     return calls
 
 
-def test_a_small_step_is_certified_without_summing_the_zeros(binary_model, monkeypatch):
+def _fitted_point(binary_model):
+    """A copy of the model, its objective, the fitted theta, all rows but three
+    and the full checkpoint there."""
     X, est = binary_model
     est = copy.deepcopy(est)
     obj = est._objectives[0]
-    d = obj.n_features
     theta = est._get_thetas()[0]
     rows = np.delete(np.arange(len(X)), [3, 4, 100])
-    point = obj.checkpoint(theta, rows)
+    return X, est, obj, obj.n_features, theta, rows, obj.checkpoint(theta, rows)
+
+
+def test_a_small_step_is_certified_without_summing_the_zeros(binary_model, monkeypatch):
+    X, est, obj, d, theta, rows, point = _fitted_point(binary_model)
     assert np.all(point.zero_up > 0) and np.all(point.zero_down > 0)  # slack at the zeros
     step = np.random.default_rng(2).uniform(-1, 1, len(theta)) * 1e-6
     theta2 = theta + step * np.abs(theta)  # same support, same signs
@@ -361,13 +366,7 @@ def _falls_back(obj, theta2, rows, reference, calls):
 
 
 def test_the_certified_bound_falls_back_to_summing(binary_model, monkeypatch):
-    X, est = binary_model
-    est = copy.deepcopy(est)
-    obj = est._objectives[0]
-    d = obj.n_features
-    theta = est._get_thetas()[0]
-    rows = np.delete(np.arange(len(X)), [3, 4, 100])
-    point = obj.checkpoint(theta, rows)
+    X, _est, obj, d, theta, rows, point = _fitted_point(binary_model)
     calls = _count_sums(monkeypatch)
     step = np.random.default_rng(3).uniform(-1, 1, len(theta)) * 1e-6 * np.abs(theta)
     # zeros barely optimal at the reference: the bound cannot certify them
