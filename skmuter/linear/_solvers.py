@@ -292,6 +292,12 @@ def refine_exact(objective, theta, rows, tol, *, start=None, max_steps=20, memor
     line search on the objective. So the sign pattern may change, and every
     accepted step lowers the kept rows' objective. Returns ``(theta, residual,
     n_steps)``.
+
+    Where the objective has one-pass checkpoints (the logistic loss under an
+    l_inf threat, see :meth:`~skmuter.linear.LinearObjective.checkpoint`),
+    sign-keeping Newton steps on the support come first, one pass per point
+    (:func:`_checked_newton`); the steps above take over where a zero must
+    wake or a sign change.
     """
     rows = np.asarray(rows)
     linf = objective.threat.norm == "inf" and objective.threat.epsilon > 0
