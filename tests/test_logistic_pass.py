@@ -16,6 +16,7 @@ from sklearn.datasets import load_digits
 from skmuter import AdversarialLogisticRegression, metrics
 from skmuter._transaction import row_entries
 from skmuter.attacks import PGD, Threat
+from skmuter.forgetters import Fisher, Newton
 from skmuter.linear import _pass
 from skmuter.linear._logistic import LogisticWorstCase
 
@@ -690,3 +691,18 @@ def test_a_failed_forget_leaves_the_worst_cases_intact(binary_model, monkeypatch
         assert est.forget_log_[-1]["optimality_residual"] <= est.forget_tol
     assert_array_equal(obj.row_pass()._worst.counts,
                        untouched._objectives[0].row_pass()._worst.counts)
+
+
+def test_a_memory_on_other_coordinates_is_not_used_for_the_first_step(binary_model):
+    # a forgetter whose memory spans every coordinate (Newton, Fisher without
+    # support restriction): the first correction step takes the exact Hessian
+    from skmuter.linear._solvers import _checked_newton
+
+    X, est, obj, d, theta, rows, _ = _fitted_point(binary_model)
+    moved = theta * (1 + 1e-3 * np.random.default_rng(5).uniform(-1, 1, len(theta)))
+    assert obj.gradient_residual(moved, rows) > 1e-9
+    memory = np.eye(obj.n_params) * obj.weight_sum(rows)
+    out, residual, steps = _checked_newton(obj, moved, rows, 1e-9, 6, start=theta,
+                                           memory=memory)
+    assert residual is not None and residual <= 1e-9 and steps >= 1
+    assert_allclose(residual, obj.gradient_residual(out, rows), rtol=1e-6, atol=1e-15)

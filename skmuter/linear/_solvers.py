@@ -356,6 +356,7 @@ def _checked_newton(obj, theta, rows, tol, max_steps, start=None, memory=None):
     linear = obj.linear_term_on(point.cols)
     steps = 0
     quasi = (isinstance(memory, np.ndarray) and start is not None
+             and memory.shape == (len(point.cols),) * 2
              and np.array_equal(np.flatnonzero(obj.free_mask(start)), point.cols))
     while True:
         residual = float(np.linalg.norm(point.residual))
