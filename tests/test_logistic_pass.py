@@ -706,3 +706,15 @@ def test_a_memory_on_other_coordinates_is_not_used_for_the_first_step(binary_mod
                                            memory=memory)
     assert residual is not None and residual <= 1e-9 and steps >= 1
     assert_allclose(residual, obj.gradient_residual(out, rows), rtol=1e-6, atol=1e-15)
+
+
+@pytest.mark.parametrize("forgetter", [Fisher(), Newton()], ids=["fisher", "newton"])
+def test_checked_batches_of_forgetters_whose_memory_spans_every_coordinate(forgetter):
+    X, y = load_digits(n_class=2, return_X_y=True)
+    est = AdversarialLogisticRegression(attack=PGD(epsilon=0.1, clip=(0, 1)), alpha=1e-3,
+                                        forgetter=forgetter)
+    est.fit(sparse.csr_matrix(X / 16), y)
+    est.forget(np.arange(40))
+    last = est.forget_log_[-1]
+    assert last["optimality_residual"] <= est.forget_tol
+    assert_allclose(last["optimality_residual"], metrics.gradient_residual(est), rtol=1e-6)
