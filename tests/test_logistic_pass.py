@@ -698,7 +698,7 @@ def test_a_memory_on_other_coordinates_is_not_used_for_the_first_step(binary_mod
     # support restriction): the first correction step takes the exact Hessian
     from skmuter.linear._solvers import _checked_newton
 
-    X, est, obj, d, theta, rows, _ = _fitted_point(binary_model)
+    _, _, obj, _, theta, rows, _ = _fitted_point(binary_model)
     moved = theta * (1 + 1e-3 * np.random.default_rng(5).uniform(-1, 1, len(theta)))
     assert obj.gradient_residual(moved, rows) > 1e-9
     memory = np.eye(obj.n_params) * obj.weight_sum(rows)
