@@ -569,7 +569,7 @@ class LinearObjective(BaseObjective):
     # ---- checked requests: one pass per point ------------------------------
     def checkpoint(self, theta, rows, reference=None):
         """Everything a check needs at ``theta`` over ``rows`` from one pass (a
-        :class:`~skmuter.linear._logistic.Checkpoint`): the value, the minimal
+        ``Checkpoint`` of ``skmuter.linear._logistic``): the value, the minimal
         subgradient, and the summed gradient and total Hessian on the free
         coordinates. For the logistic loss under an l_inf threat on a prepared
         compressed pass over most rows; None otherwise (the caller takes the
