@@ -38,6 +38,26 @@ class LogisticLoss:
         return p * (1.0 - p)
 
     @staticmethod
+    def terms(z, y):
+        """``(value, d1, d2)`` at once, from one exponential: with
+        ``t = y z`` and ``r = exp(-|t|)`` the loss is ``max(-t, 0) + log1p(r)``,
+        ``sigmoid(-t)`` is ``r / (1 + r)`` (``t >= 0``) or ``1 / (1 + r)``,
+        and the curvature is ``r / (1 + r)^2``."""
+        t = y * z
+        r = np.abs(t)
+        np.negative(r, out=r)
+        np.exp(r, out=r)
+        opp = 1.0 + r
+        d1 = np.where(t >= 0, r, 1.0)
+        d1 /= opp
+        d1 *= -y
+        d2 = r / opp
+        d2 /= opp
+        value = np.log1p(r)
+        value += np.maximum(-t, 0.0)
+        return value, d1, d2
+
+    @staticmethod
     def direction(z, y, up, down):
         # The loss decreases in y*z, so the adversary always pushes against y.
         return -np.sign(y).astype(np.float64)
@@ -60,6 +80,11 @@ class SquaredLoss:
     @staticmethod
     def d2(z, y):
         return np.ones_like(np.asarray(z, dtype=np.float64))
+
+    @classmethod
+    def terms(cls, z, y):
+        """``(value, d1, d2)`` at once."""
+        return cls.value(z, y), cls.d1(z, y), cls.d2(z, y)
 
     @staticmethod
     def direction(z, y, up, down):

@@ -101,3 +101,21 @@ def test_paper_total_hessian_matches_its_dense_per_sample_formula():
         total[:3, :3] += obj.alpha * np.eye(3)
     np.testing.assert_allclose(obj.hessian_sum(theta, rows, "paper", neumann_order=k), total,
                                rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", [LogisticLoss, SquaredLoss])
+def test_loss_terms_at_once_equal_the_separate_ones(loss):
+    rng = np.random.default_rng(2)
+    z = np.concatenate([rng.normal(size=50) * 3, [-800.0, -40.0, 0.0, 40.0, 800.0]])
+    y = np.where(rng.uniform(size=len(z)) > 0.5, 1.0, -1.0)
+    y[-3] = 0.0  # an erased row's target
+    value, d1, d2 = loss.terms(z, y)
+    np.testing.assert_allclose(value, loss.value(z, y), rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(d1, loss.d1(z, y), rtol=1e-14, atol=1e-300)
+    # ``d2`` as p (1 - p) loses the tails (1 - p rounds to 0 past |t| ~ 37);
+    # at once it keeps them: sigmoid(t) sigmoid(-t), each factor accurate
+    np.testing.assert_allclose(d2, loss.d2(z, y), rtol=1e-13, atol=1e-16)
+    if loss is LogisticLoss:
+        from scipy.special import expit
+
+        np.testing.assert_allclose(d2, expit(y * z) * expit(-y * z), rtol=1e-13, atol=1e-300)

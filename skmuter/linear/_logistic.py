@@ -32,6 +32,7 @@ from scipy import sparse
 
 from .._transaction import row_entries
 from ._kkt import min_norm_subgradient
+from ._worst_case import _RoomAbove, _RoomBelow
 
 __all__ = ["Checkpoint", "LogisticWorstCase", "checkpoint"]
 
@@ -61,9 +62,7 @@ def _moved(x, cols, eps, low, high):
     top and the bottom of their l_inf room (capped by the box)."""
     if low is None:
         return x + eps, x - eps
-    up = x + np.maximum(np.minimum(eps, high[cols] - x), 0.0)
-    down = x - np.maximum(np.minimum(eps, x - low[cols]), 0.0)
-    return up, down
+    return x + _RoomAbove(eps, high)(x, cols), x - _RoomBelow(eps, low)(x, cols)
 
 
 class LogisticWorstCase:
@@ -88,11 +87,9 @@ class LogisticWorstCase:
         self.eps = eps
         self.low, self.high = _limits(threat, d)
         # rooms of a zero input: the constants of both matrices
-        if self.low is None:
-            self.P0 = self.Q0 = np.full(d, eps)
-        else:
-            self.P0 = np.maximum(np.minimum(eps, -self.low), 0.0)
-            self.Q0 = np.maximum(np.minimum(eps, self.high), 0.0)
+        zero = np.zeros(d)
+        self.Q0, P0 = _moved(zero, np.arange(d), eps, self.low, self.high)
+        self.P0 = -P0
         self.pos = -np.sign(y) > 0  # rows the adversary pushes up
         counts = np.diff(X.indptr)
         up_row = np.repeat(self.pos, counts)
@@ -233,24 +230,6 @@ class Checkpoint:
         return self._H
 
 
-def _loss_terms(t):
-    """``(loss, -loss', loss'')`` of ``log(1 + exp(-t))`` at the margins ``t``,
-    from one exponential: with ``r = exp(-|t|)``, the loss is
-    ``max(-t, 0) + log1p(r)``, the derivative's magnitude ``sigmoid(-t)`` is
-    ``r / (1 + r)`` or ``1 / (1 + r)``, the curvature ``r / (1 + r)^2``."""
-    r = np.abs(t)
-    np.negative(r, out=r)
-    np.exp(r, out=r)
-    opp = 1.0 + r
-    e = np.where(t >= 0, r, 1.0)
-    e /= opp
-    c = r / opp
-    c /= opp
-    values = np.log1p(r)
-    values += np.maximum(-t, 0.0)
-    return values, e, c
-
-
 def _hessian(XS, c, intercept):
     """``sum_i c_i [x_i, 1] [x_i, 1]^T`` over the rows of the column-major
     ``XS`` (the ``1`` with ``intercept``), a block of rows at a time."""
@@ -295,13 +274,9 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
     if len(support) > _SUPPORT_COLUMNS or not cacheable(n, len(support) + 1):
         return None
     XS = wc.block(rp.X, support, signs)
-    t = XS @ w[support]
-    t += b
-    t *= y
-    values, e, c = _loss_terms(t)
-    g1 = e
-    g1 *= y
-    np.negative(g1, out=g1)
+    z = XS @ w[support]
+    z += b
+    values, g1, c = obj.loss.terms(z, y)
     if weights is not None:
         values *= weights
         g1 *= weights
