@@ -18,6 +18,7 @@ from skmuter._transaction import row_entries
 from skmuter.attacks import PGD, Threat
 from skmuter.forgetters import Fisher, Newton
 from skmuter.linear import _pass
+from skmuter.linear import _logistic as logistic_module
 from skmuter.linear._logistic import LogisticWorstCase
 
 EPS = 0.1
@@ -156,9 +157,10 @@ def test_worst_case_products_match_dense_matrices(boxed):
         # the support's block of worst-case rows, one sign per weight
         support = np.flatnonzero(w)
         block = wc.block(sparse.csr_matrix(X), support, np.sign(w[support]))
-        assert_allclose(block, np.where(w[support] > 0, M1[:, support], M2[:, support]),
-                        rtol=0, atol=1e-15)
-        assert_allclose(block @ w[support], M1 @ wp - M2 @ wm, rtol=1e-12, atol=1e-13)
+        dense = np.where(w[support] > 0, M1[:, support], M2[:, support])
+        assert_allclose(block.toarray(), dense, rtol=0, atol=1e-15)
+        assert_allclose(block.scores(w[support]), M1 @ wp - M2 @ wm, rtol=1e-12, atol=1e-13)
+        assert_allclose(block.rmatvec(g), dense.T @ g, rtol=1e-12, atol=1e-13)
     # the matrices' constant parts: an empty row is at the rooms of a zero input
     assert_allclose(M1[5], np.where(-np.sign(y[5]) > 0, wc.Q0, -wc.P0))
     # every |M_ij| is within the certified bound of its row
@@ -217,6 +219,55 @@ def test_counts_and_row_bound_from_scratch():
     assert_array_equal(wc.counts, expected)
     assert_allclose(wc.row_bound, np.abs(X).max(axis=1) + EPS)
 
+
+
+@pytest.mark.parametrize("boxed", [True, False])
+@pytest.mark.parametrize("dense_share", [0.0, 0.3, 2.0])
+def test_support_block_products_and_gram(boxed, dense_share, monkeypatch):
+    # every column held dense (share 0), a mix, or every column thin (2: none
+    # reaches it): the products and the weighted Gram matrix are the dense
+    # block's, with and without the intercept, for weights of either sign
+    # and a zero weight (the room below on every row)
+    monkeypatch.setattr(logistic_module, "_DENSE_SHARE", dense_share)
+    X, y, low, high = _synthetic(seed=4, n=70, d=14)
+    X[:, 3] = np.where(X[:, 3] > 0, X[:, 3], 0.5)  # a column without zeros
+    d = X.shape[1]
+    threat = (Threat(EPS, "inf", clip=(low, high), n_features=d) if boxed
+              else Threat(EPS, "inf"))
+    M1, M2 = _worst_rows(X, y, EPS, *((low, high) if boxed else ()))
+    wc = LogisticWorstCase(sparse.csr_matrix(X), threat, y)
+    support = np.array([0, 2, 3, 5, 6, 9, 13])
+    signs = np.array([1.0, -1.0, 1.0, 0.0, -1.0, 1.0, -1.0])
+    below = np.where(wc.pos[:, None], M2, M1)  # the room below on every row
+    dense = np.where(signs > 0, M1[:, support],
+                     np.where(signs < 0, M2[:, support], below[:, support]))
+    block = wc.block(sparse.csr_matrix(X), support, signs)
+    kinds = (len(block.dense), len(block.thin))
+    assert kinds == {0.0: (7, 0), 2.0: (0, 7)}.get(dense_share, kinds)
+    assert 0 < kinds[0] < 7 or dense_share != 0.3
+    assert_allclose(block.toarray(), dense, rtol=0, atol=1e-15)
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=len(support))
+    g = rng.normal(size=len(y))
+    c = rng.uniform(size=len(y))
+    assert_allclose(block.scores(w), dense @ w, rtol=1e-12, atol=1e-13)
+    assert_allclose(block.rmatvec(g), dense.T @ g, rtol=1e-12, atol=1e-13)
+    assert_allclose(block.gram(c), dense.T @ (c[:, None] * dense), rtol=1e-12, atol=1e-13)
+    XA = np.hstack([dense, np.ones((len(y), 1))])
+    assert_allclose(block.gram(c, intercept=True), XA.T @ (c[:, None] * XA),
+                    rtol=1e-12, atol=1e-13)
+    c[::3] *= -1.0  # weights of either sign (the dense part's other branch)
+    assert_allclose(block.gram(c), dense.T @ (c[:, None] * dense), rtol=1e-12, atol=1e-13)
+    # erased rows: nothing of them is left, and the kept rows are unchanged
+    rows = np.array([0, 7, 8, 40])
+    block.purge(rows, _pass._zero_csr_rows)
+    _assert_block_rows_erased(block, rows)
+    kept = np.setdiff1d(np.arange(len(y)), rows)
+    assert_array_equal(block.toarray()[kept], np.asarray(
+        wc.block(sparse.csr_matrix(X), support, signs).toarray())[kept])
+    c[rows] = 0.0
+    assert_allclose(block.gram(c)[:, :], dense[kept].T @ (c[kept, None] * dense[kept]),
+                    rtol=1e-12, atol=1e-13)
 
 # ---- 2. checkpoints against the reference ---------------------------------------
 def _high_box():
@@ -401,6 +452,14 @@ def _assert_rows_erased(S, rows):
         assert_array_equal(S.indices[a:b], np.arange(b - a))
 
 
+def _assert_block_rows_erased(B, rows):
+    """A support block keeps nothing of the erased rows: no stored entry, and
+    dense entries that are one constant per column (a zero input's)."""
+    _assert_rows_erased(B.S, rows)
+    assert_array_equal(B.D[rows], np.broadcast_to(B._dense_other, (len(rows), len(B.dense))))
+    assert_array_equal(B._up_rows[rows], 0.0)
+
+
 def _kept_counts(wc, erased):
     """Stored entries per column of the rows not erased, both parts; and the
     same from the non-zero values alone."""
@@ -438,7 +497,7 @@ def test_forget_purges_the_worst_cases():
     assert (wc.S1 != fresh.S1).nnz == 0 and (wc.S2 != fresh.S2).nnz == 0
     assert wc._block  # a support block was cached by the requests' checks
     for B in wc._block.values():
-        assert_array_equal(B[rows], 0.0)
+        _assert_block_rows_erased(B, rows)
     for parts in wc._zero_columns.values():
         for S in parts:
             _assert_rows_erased(S, rows)
@@ -459,14 +518,16 @@ def test_purge_of_every_cache():
     wc.sums(np.ones(len(y)), zeros, support)
     assert wc._zero_columns
     B = wc.block(rp.X, support, np.sign(theta[support]))
+    kept_before = B.toarray()
     rp.checkpoint = (obj, obj.checkpoint(theta, np.arange(len(y))))
     rows = np.array([0, 50, 51, 359])
     rp.purge(rows)  # outside a transaction: not undoable, in place
     assert rp.checkpoint is None  # computed with the rows
     for S in (wc.S1, wc.S2):  # (rp.X is the estimator's, purged by the estimator)
         _assert_rows_erased(S, rows)
-    assert_array_equal(B[rows], 0.0)
-    assert np.any(B[np.setdiff1d(np.arange(len(y)), rows)])
+    _assert_block_rows_erased(B, rows)
+    kept = np.setdiff1d(np.arange(len(y)), rows)
+    assert_array_equal(B.toarray()[kept], kept_before[kept])
     for parts in wc._zero_columns.values():
         for S in parts:
             _assert_rows_erased(S, rows)
@@ -498,7 +559,7 @@ def test_purge_keeps_nothing_of_the_forgotten_labels():
     signs = np.sign(est.coef_.ravel()[support])
     wc._block.clear()  # a new support's block, built after the purge
     B = wc.block(est._X, support, signs)
-    assert_array_equal(B[rows], fresh.block(est._X, support, signs)[rows])
+    assert_array_equal(B.toarray()[rows], fresh.block(est._X, support, signs).toarray()[rows])
     assert_array_equal(wc.pos[rows], fresh.pos[rows])
 
 

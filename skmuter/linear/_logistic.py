@@ -34,7 +34,7 @@ from .._transaction import row_entries
 from ._kkt import min_norm_subgradient
 from ._worst_case import _RoomAbove, _RoomBelow
 
-__all__ = ["Checkpoint", "LogisticWorstCase", "checkpoint"]
+__all__ = ["Checkpoint", "LogisticWorstCase", "SupportBlock", "checkpoint"]
 
 #: relative safety of the certified bound of the zeros (rounding of the sums)
 _ROUNDING = 1e-12
@@ -46,6 +46,14 @@ _BLOCK_ENTRIES = 1 << 17
 #: the zeros' columns of the sparse parts are kept apart when they hold less
 #: than this share of their entries (then their sums read those columns only)
 _ZERO_SHARE = 0.5
+
+#: dense blocks of at most this many columns: their weighted Gram matrix by
+#: pairs of columns (the blocked products are slower on so few)
+_PAIRWISE = 4
+
+#: support columns with at least this share of non-zero inputs are held as
+#: dense columns (below it, as constants plus their stored entries)
+_DENSE_SHARE = 0.25
 
 
 def _limits(threat, d):
@@ -160,17 +168,13 @@ class LogisticWorstCase:
 
     def block(self, X, support, signs):
         """The worst-case rows on the ``support`` columns for weights of
-        ``signs`` there: dense, all rows, cached until the support or a sign
-        changes."""
+        ``signs`` there (a :class:`SupportBlock`, all rows), cached until the
+        support or a sign changes."""
         key = (support.tobytes(), signs.tobytes())
         B = self._block.get(key)
         if B is None:
             self._block.clear()
-            XS = X[:, support].toarray() if sparse.issparse(X) else np.array(X[:, support])
-            up, down = _moved(XS, support[None, :], self.eps, self.low, self.high)
-            toward = (np.where(self.pos, 1.0, -1.0)[:, None] * signs[None, :]) > 0
-            # column-major: its products with a vector are the passes' own
-            B = self._block[key] = np.asfortranarray(np.where(toward, up, down))
+            B = self._block[key] = SupportBlock(X, support, signs, self)
         return B
 
     def purge(self, rows, zero_csr_rows):
@@ -185,10 +189,176 @@ class LogisticWorstCase:
         self.row_bound[rows] = 0.0
         self.pos[rows] = False  # nor their labels' directions
         for B in self._block.values():
-            B[rows] = 0.0
+            B.purge(rows, zero_csr_rows)
         for parts in self._zero_columns.values():
             for S in parts:
                 zero_csr_rows(S, rows)
+
+
+class SupportBlock:
+    """The worst-case rows of every row on the support's columns, for weights
+    of given signs: per column, a constant for the rows pushed up and one for
+    the others (the worst case of a zero input) plus a sparse part with the
+    inputs' pattern; columns with at least ``_DENSE_SHARE`` non-zero inputs
+    are held whole, as a dense column-major block.
+
+    Its products (scores, column sums and the weighted Gram matrix) cost the
+    stored entries, not rows x columns: on one-hot or mostly-zero columns a
+    fraction of the dense block's.
+
+    Parameters
+    ----------
+    X : sparse matrix of shape (n_samples, n_features), CSR
+    support : ndarray of int
+        The columns, sorted.
+    signs : ndarray
+        The weights' signs there (a 0 takes the room below on every row).
+    wc : LogisticWorstCase
+        The rows' worst cases (their directions ``pos`` are shared: erased
+        rows are cleared there).
+    """
+
+    def __init__(self, X, support, signs, wc):
+        n = X.shape[0]
+        k = len(support)
+        support = np.asarray(support)
+        signs = np.asarray(signs, dtype=np.float64)
+        self.wc = wc
+        self.shape = (n, k)
+        XS = sparse.csr_matrix(X[:, support])
+        j = XS.indices
+        up0, down0 = wc.Q0[support], -wc.P0[support]
+        # the worst case of a zero input, rows pushed up and the others
+        const_up = np.where(signs > 0, up0, down0)
+        const_other = np.where(signs < 0, up0, down0)
+        row_of = np.repeat(np.arange(n), np.diff(XS.indptr))
+        pos = wc.pos[row_of]
+        up, down = _moved(XS.data, support[j], wc.eps, wc.low, wc.high)
+        toward = np.where(pos, signs[j] > 0, signs[j] < 0)
+        values = np.where(toward, up, down)
+        values -= np.where(pos, const_up[j], const_other[j])
+        del up, down, toward, pos, row_of
+        part = sparse.csr_matrix((values, j, XS.indptr), shape=(n, k))
+        share = np.bincount(j, minlength=k) / max(n, 1)
+        self.dense = np.flatnonzero(share >= _DENSE_SHARE)
+        self.thin = np.flatnonzero(share < _DENSE_SHARE)
+        self._dense_other = const_other[self.dense]
+        D = np.asfortranarray(part[:, self.dense].toarray())
+        D += np.where(wc.pos[:, None], const_up[self.dense][None, :],
+                      self._dense_other[None, :])
+        self.D = D
+        S = part[:, self.thin].tocsr()
+        S.eliminate_zeros()  # inputs within eps of the box: at the constant
+        S.sort_indices()
+        self.S = S
+        self.up, self.other = const_up[self.thin], const_other[self.thin]
+        self._rows = np.repeat(np.arange(n), np.diff(S.indptr))  # each entry's row
+        self._up_rows = wc.pos.astype(np.float64)  # 1 on the rows pushed up
+
+    def scores(self, w):
+        """The worst-case scores ``B w`` (no intercept) for weights ``w`` on
+        the support."""
+        w = np.asarray(w, dtype=np.float64)
+        wt = w[self.thin]
+        z = self.S @ wt
+        hi, lo = float(self.up @ wt), float(self.other @ wt)
+        if hi != lo:
+            z += (hi - lo) * self._up_rows
+        z += lo
+        if len(self.dense):
+            z += self.D @ w[self.dense]
+        return z
+
+    def rmatvec(self, g):
+        """``B^T g`` for per-row values ``g``."""
+        out = np.empty(self.shape[1])
+        if len(self.dense):
+            out[self.dense] = self.D.T @ g
+        g_up = float(g @ self._up_rows)
+        out[self.thin] = self.S.T @ g + self.up * g_up + self.other * (float(g.sum()) - g_up)
+        return out
+
+    def gram(self, c, intercept=False):
+        """``sum_i c_i [b_i, 1] [b_i, 1]^T`` over the rows ``b_i`` (the ``1``
+        with ``intercept``): the thin columns from their stored entries and
+        constants, the dense ones from their block."""
+        k = self.shape[1]
+        H = np.zeros((k + int(intercept),) * 2)
+        dense, thin, D, S = self.dense, self.thin, self.D, self.S
+        c_up = c * self._up_rows
+        s_all, s_up = float(c.sum()), float(c_up.sum())
+        s_other = s_all - s_up
+        if len(dense):
+            H[np.ix_(dense, dense)] = _gram_dense(D, c)
+            vd_all, vd_up = D.T @ c, D.T @ c_up
+            if intercept:
+                H[dense, k] = H[k, dense] = vd_all
+        if len(thin):
+            a, b = self.up, self.other
+            Sc = sparse.csr_matrix((S.data * c[self._rows], S.indices, S.indptr),
+                                   shape=S.shape)
+            G = (S.T @ Sc).toarray()
+            t_all, t_up = (S.T @ np.column_stack([c, c_up])).T
+            t_other = t_all - t_up
+            G += np.outer(a, t_up) + np.outer(t_up, a) + np.outer(b, t_other) \
+                + np.outer(t_other, b) + s_up * np.outer(a, a) + s_other * np.outer(b, b)
+            H[np.ix_(thin, thin)] = G
+            if len(dense):
+                C = np.column_stack([Sc.T @ D[:, j] for j in range(len(dense))])
+                C += np.outer(a, vd_up) + np.outer(b, vd_all - vd_up)
+                H[np.ix_(thin, dense)] = C
+                H[np.ix_(dense, thin)] = C.T
+            if intercept:
+                H[thin, k] = H[k, thin] = t_all + a * s_up + b * s_other
+        if intercept:
+            H[k, k] = s_all
+        return H
+
+    def toarray(self):
+        """The block as a dense array (for tests and small problems)."""
+        B = np.empty(self.shape)
+        B[:, self.dense] = self.D
+        B[:, self.thin] = self.S.toarray() + np.where(
+            self.wc.pos[:, None], self.up[None, :], self.other[None, :])
+        return B
+
+    def purge(self, rows, zero_csr_rows):
+        """Erase ``rows``: their dense entries become those of a zero input of
+        a row pushed down (as a block built afresh from the erased inputs
+        holds), their stored entries and positions are cleared."""
+        self.D[rows] = self._dense_other
+        self._up_rows[rows] = 0.0
+        zero_csr_rows(self.S, rows)
+
+
+def _gram_dense(D, c):
+    """``D^T diag(c) D`` of a column-major block: by pairs of columns when
+    they are few (one product per pair), else a block of rows at a time (the
+    scaled rows stay in the processor's cache)."""
+    n, k = D.shape
+    if k <= _PAIRWISE:
+        H = np.empty((k, k))
+        scaled = np.empty(n)
+        for a in range(k):
+            np.multiply(D[:, a], c, out=scaled)
+            H[a, a:] = scaled @ D[:, a:]
+            H[a:, a] = H[a, a:]
+        return H
+    per = max(1, min(n, _BLOCK_ENTRIES // max(k, 1)))
+    buf = np.empty((per, k), order="F")
+    H = np.zeros((k, k))
+    if np.all(c >= 0):
+        root = np.sqrt(c)
+        for a in range(0, n, per):
+            B = buf[: min(per, n - a)]
+            np.multiply(D[a : a + per], root[a : a + per, None], out=B)
+            H += B.T @ B
+    else:
+        for a in range(0, n, per):
+            B = buf[: min(per, n - a)]
+            np.multiply(D[a : a + per], c[a : a + per, None], out=B)
+            H += D[a : a + per].T @ B
+    return H
 
 
 class Checkpoint:
@@ -222,30 +392,12 @@ class Checkpoint:
         """The summed total Hessian on ``cols`` (computed on first use: a step
         from this point or the memory of a published one needs it)."""
         if self._H is None:
-            obj, XS, c, m = self._hessian_from
-            H = _hessian(XS, c, obj.fit_intercept)
+            obj, block, c, m = self._hessian_from
+            H = block.gram(c, obj.fit_intercept)
             k = len(self.cols)
             H[np.arange(k), np.arange(k)] += obj.regulariser_diag(m, self.cols)
             self._H, self._hessian_from = H, None
         return self._H
-
-
-def _hessian(XS, c, intercept):
-    """``sum_i c_i [x_i, 1] [x_i, 1]^T`` over the rows of the column-major
-    ``XS`` (the ``1`` with ``intercept``), a block of rows at a time."""
-    n, k = XS.shape
-    H = np.zeros((k + int(intercept),) * 2)
-    per = max(1, min(n, _BLOCK_ENTRIES // max(k, 1)))
-    buf = np.empty((per, k), order="F")
-    root = np.sqrt(c)
-    for a in range(0, n, per):
-        B = buf[: min(per, n - a)]
-        np.multiply(XS[a : a + per], root[a : a + per, None], out=B)
-        H[:k, :k] += B.T @ B
-    if intercept:
-        H[:k, k] = H[k, :k] = XS.T @ c
-        H[k, k] = c.sum()
-    return H
 
 
 def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
@@ -273,8 +425,8 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
     n = rp.X.shape[0]
     if len(support) > _SUPPORT_COLUMNS or not cacheable(n, len(support) + 1):
         return None
-    XS = wc.block(rp.X, support, signs)
-    z = XS @ w[support]
+    block = wc.block(rp.X, support, signs)
+    z = block.scores(w[support])
     z += b
     values, g1, c = obj.loss.terms(z, y)
     if weights is not None:
@@ -288,7 +440,7 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
         value += float(lt @ theta) / m
     # summed gradient and total Hessian on the free coordinates
     cols = np.concatenate([support, [d]]) if obj.fit_intercept else support
-    gS = XS.T @ g1
+    gS = block.rmatvec(g1)
     g = np.concatenate([gS, [g1.sum()]]) if obj.fit_intercept else gS
     g = g + obj.regulariser_grad(theta, m, cols)
     zeros = np.flatnonzero(w == 0)
@@ -318,4 +470,4 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
     return Checkpoint(value=value, residual=residual, cols=cols, g=g, g1=g1,
                       support=support, signs=signs, zero_up=zero_up,
                       zero_down=zero_down, theta=theta.copy(), _H=None,
-                      _hessian_from=(obj, XS, c, m))
+                      _hessian_from=(obj, block, c, m))

@@ -238,20 +238,22 @@ class RowPass:
         support = np.union1d(np.flatnonzero(w), wcols)
         n = self.X.shape[0]
         wc = self.logistic_worst_case(obj, y) if _direct(obj) else None
-        if cacheable(n, len(support)):
+        if wc is not None and cacheable(n, len(support)):
+            # the logistic loss's worst-case rows on the support, prepared
+            parts = [_sweep_worst(obj, wc.block(self.X, support, np.sign(w[support])),
+                                  w, b, y, weights, support, wcols, intercept, hessian,
+                                  with_value)]
+        elif cacheable(n, len(support)):
             # the cached columns and rooms, a block of rows at a time: the
-            # temporaries stay in the processor's cache (the logistic loss's
-            # worst-case rows themselves where they are prepared)
-            XS = (self.columns(support) if wc is None
-                  else wc.block(self.X, support, np.sign(w[support])))
+            # temporaries stay in the processor's cache
+            XS = self.columns(support)
             rooms = None if _direct(obj) else self.support_rooms(support)
             per = max(1, _LOCAL_ENTRIES // max(len(support), 1))
             parts = [_sweep_block(obj, XS[a : a + per],
                                   None if rooms is None else _row_slice(rooms, slice(a, a + per)),
                                   w, b, y[a : a + per],
                                   None if weights is None else weights[a : a + per],
-                                  support, wcols, intercept, hessian, with_value,
-                                  worst=wc is not None)
+                                  support, wcols, intercept, hessian, with_value)
                      for a in range(0, n, per)]
         else:
             # a block of rows at a time: no copy of the support's columns
@@ -320,7 +322,7 @@ class RowPass:
                 # support's block of them (one sign per weight) or from both
                 # matrices, the derivatives from one product each
                 if small and not np.any((wp > 0) & (wm > 0)):
-                    z = wc.block(X, support, np.sign(w[support])) @ w[support] + b
+                    z = wc.block(X, support, np.sign(w[support])).scores(w[support]) + b
                 else:
                     z = wc.scores(wp, wm) + b
                 f, g1 = _mean_loss(loss, z, y, weights, m, alpha, w)
@@ -392,32 +394,53 @@ def _direct(obj):
     return obj.loss.name == "logistic"
 
 
+def _sweep_worst(obj, block, w, b, y, weights, support, wcols, intercept, hessian,
+                 want_value=True):
+    """:func:`_sweep_block` for the logistic loss on all rows, from their
+    prepared worst-case rows on the support (a ``SupportBlock``)."""
+    z = block.scores(w[support])
+    z += b
+    values, g1, c = obj.loss.terms(z, y)
+    if weights is not None:
+        values *= weights
+        g1 *= weights
+        c *= weights
+    value = float(values.sum()) if want_value or not hessian else 0.0
+    if not hessian:
+        return value, None, None
+    k = len(support)
+    where = np.searchsorted(support, wcols)
+    if intercept:
+        where = np.append(where, k)
+    g = block.rmatvec(g1)
+    if intercept:
+        g = np.append(g, g1.sum())
+    H = block.gram(c, intercept)
+    return value, g[where], H[np.ix_(where, where)]
+
+
 def _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
-                  want_value=True, worst=False):
+                  want_value=True):
     """:func:`_sweep_block` for the logistic loss. The adversary pushes every
     score against the label, so each coordinate moves by ``eps`` against
     ``y w_j`` and stops at the box: the worst-case point is
-    ``clip(x - eps y sign(w), low, high)``, built in one array (``worst``:
-    ``XS`` already holds it)."""
+    ``clip(x - eps y sign(w), low, high)``, built in one array."""
     threat = obj.threat
     wS = w[support]
-    if worst:
-        xt = XS
-    else:
-        s = obj.loss.direction(None, y, None, None)
-        xt = np.multiply.outer(threat.epsilon * s, np.sign(wS))
-        xt += XS
-        if threat.boxed:
-            low, high = (np.asarray(v, dtype=np.float64) for v in (threat.low, threat.high))
-            np.clip(xt, low[support] if low.ndim else low,
-                    high[support] if high.ndim else high, out=xt)
+    s = obj.loss.direction(None, y, None, None)
+    xt = np.multiply.outer(threat.epsilon * s, np.sign(wS))
+    xt += XS
+    if threat.boxed:
+        low, high = (np.asarray(v, dtype=np.float64) for v in (threat.low, threat.high))
+        np.clip(xt, low[support] if low.ndim else low,
+                high[support] if high.ndim else high, out=xt)
     z = xt @ wS + b
     loss = obj.loss
     value = _value_sum(loss, z, y, weights) if want_value or not hessian else 0.0
     if not hessian:
         return value, None, None
     where = np.searchsorted(support, wcols)
-    if len(where) == len(support) and not intercept and not worst:
+    if len(where) == len(support) and not intercept:
         xa = xt  # a temporary: scaled in place
     else:
         xa = np.empty((xt.shape[0], len(where) + int(intercept)))
@@ -449,13 +472,13 @@ def _loss_sums(loss, xa, z, y, weights):
 
 
 def _sweep_block(obj, XS, bound, w, b, y, weights, support, wcols, intercept, hessian,
-                 want_value=True, worst=False):
+                 want_value=True):
     """``(summed loss, summed loss gradient, summed Hessian)`` on ``wcols`` (and
     the intercept) of the rows of ``XS`` (the support's columns of a block of
     rows) at their l_inf worst cases; the regulariser is the caller's."""
     if bound is None:
         return _sweep_direct(obj, XS, w, b, y, weights, support, wcols, intercept, hessian,
-                             want_value, worst)
+                             want_value)
     wS = w[support]
     up, down = bound.linf_shifts(np.maximum(wS, 0.0), np.maximum(-wS, 0.0))
     z = XS @ wS + b
