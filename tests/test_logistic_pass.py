@@ -129,8 +129,11 @@ def _synthetic(seed=0, n=40, d=12):
 
 
 # ---- 1. the worst-case products ---------------------------------------------------
+@pytest.mark.parametrize("full_share", [0.5, 0.2])
 @pytest.mark.parametrize("boxed", [True, False])
-def test_worst_case_products_match_dense_matrices(boxed):
+def test_worst_case_products_match_dense_matrices(boxed, full_share, monkeypatch):
+    # full_share 0.2: most columns are held dense, the others sparse
+    monkeypatch.setattr(logistic_module, "_FULL_SHARE", full_share)
     X, y, low, high = _synthetic()
     n, d = X.shape
     if boxed:
@@ -140,6 +143,7 @@ def test_worst_case_products_match_dense_matrices(boxed):
         threat = Threat(EPS, "inf")
         M1, M2 = _worst_rows(X, y, EPS)
     wc = LogisticWorstCase(sparse.csr_matrix(X), threat, y)
+    assert (0 < len(wc.full) < d) == (full_share < 0.5)
     rng = np.random.default_rng(1)
     for _ in range(3):
         w = rng.normal(size=d) * (rng.uniform(size=d) < 0.6)
@@ -168,7 +172,9 @@ def test_worst_case_products_match_dense_matrices(boxed):
     assert np.all(np.abs(M2) <= wc.row_bound[:, None] + 1e-15)
 
 
-def test_column_sums_cached_and_whole_paths():
+@pytest.mark.parametrize("full_share", [0.5, 0.3])
+def test_column_sums_cached_and_whole_paths(full_share, monkeypatch):
+    monkeypatch.setattr(logistic_module, "_FULL_SHARE", full_share)
     X, y, low, high = _synthetic(seed=2, n=60, d=16)
     d = X.shape[1]
     threat = Threat(EPS, "inf", clip=(low, high), n_features=d)
@@ -221,14 +227,19 @@ def test_counts_and_row_bound_from_scratch():
 
 
 
+@pytest.mark.parametrize("products", [True, False])
 @pytest.mark.parametrize("boxed", [True, False])
 @pytest.mark.parametrize("dense_share", [0.0, 0.3, 2.0])
-def test_support_block_products_and_gram(boxed, dense_share, monkeypatch):
+def test_support_block_products_and_gram(boxed, dense_share, products, monkeypatch):
     # every column held dense (share 0), a mix, or every column thin (2: none
     # reaches it): the products and the weighted Gram matrix are the dense
     # block's, with and without the intercept, for weights of either sign
-    # and a zero weight (the room below on every row)
+    # and a zero weight (the room below on every row); the thin columns'
+    # Gram matrix from the rows' products of entries, or (too many of them)
+    # from a sparse product
     monkeypatch.setattr(logistic_module, "_DENSE_SHARE", dense_share)
+    if not products:
+        monkeypatch.setattr(logistic_module, "_PRODUCTS_PER_ENTRY", 0)
     X, y, low, high = _synthetic(seed=4, n=70, d=14)
     X[:, 3] = np.where(X[:, 3] > 0, X[:, 3], 0.5)  # a column without zeros
     d = X.shape[1]
@@ -243,6 +254,7 @@ def test_support_block_products_and_gram(boxed, dense_share, monkeypatch):
                      np.where(signs < 0, M2[:, support], below[:, support]))
     block = wc.block(sparse.csr_matrix(X), support, signs)
     kinds = (len(block.dense), len(block.thin))
+    assert (block.products is not None) == (products and kinds[1] > 0)
     assert kinds == {0.0: (7, 0), 2.0: (0, 7)}.get(dense_share, kinds)
     assert 0 < kinds[0] < 7 or dense_share != 0.3
     assert_allclose(block.toarray(), dense, rtol=0, atol=1e-15)
@@ -456,6 +468,8 @@ def _assert_block_rows_erased(B, rows):
     """A support block keeps nothing of the erased rows: no stored entry, and
     dense entries that are one constant per column (a zero input's)."""
     _assert_rows_erased(B.S, rows)
+    if B.products is not None:
+        _assert_rows_erased(B.products, rows)
     assert_array_equal(B.D[rows], np.broadcast_to(B._dense_other, (len(rows), len(B.dense))))
     assert_array_equal(B._up_rows[rows], 0.0)
 
@@ -492,9 +506,13 @@ def test_forget_purges_the_worst_cases():
     assert_array_equal(wc.counts, by_values)
     assert np.all(wc.counts <= before) and wc.counts.sum() < before.sum()
     # the same as prepared afresh from the purged inputs
-    fresh = LogisticWorstCase(est._X, obj.threat, obj.y)
+    assert len(wc.full)  # (digits: some columns are held dense)
+    fresh = LogisticWorstCase(est._X, obj.threat, obj.y, full=wc.full)
     assert_array_equal(wc.counts, fresh.counts)
     assert (wc.S1 != fresh.S1).nnz == 0 and (wc.S2 != fresh.S2).nnz == 0
+    assert_array_equal(wc.W1, fresh.W1)
+    assert_array_equal(wc.W2, fresh.W2)
+    assert_array_equal(wc.W1[rows], 0.0)
     assert wc._block  # a support block was cached by the requests' checks
     for B in wc._block.values():
         _assert_block_rows_erased(B, rows)
@@ -504,7 +522,10 @@ def test_forget_purges_the_worst_cases():
     assert rp.checkpoint is None
 
 
-def test_purge_of_every_cache():
+@pytest.mark.parametrize("full_share", [2.0, 0.5])
+def test_purge_of_every_cache(full_share, monkeypatch):
+    # 2: no column held dense (the zeros' columns then hold few entries)
+    monkeypatch.setattr(logistic_module, "_FULL_SHARE", full_share)
     X, y = _digits()
     est = _fit_sparse(X, y)
     obj = est._objectives[0]
@@ -516,7 +537,8 @@ def test_purge_of_every_cache():
     zeros = np.flatnonzero(theta[:d] == 0)
     # the zeros' columns cached apart (fewer entries than the support's)
     wc.sums(np.ones(len(y)), zeros, support)
-    assert wc._zero_columns
+    assert bool(wc._zero_columns) == (full_share > 1)
+    assert bool(len(wc.full)) == (full_share < 1)
     B = wc.block(rp.X, support, np.sign(theta[support]))
     kept_before = B.toarray()
     rp.checkpoint = (obj, obj.checkpoint(theta, np.arange(len(y))))
@@ -525,6 +547,8 @@ def test_purge_of_every_cache():
     assert rp.checkpoint is None  # computed with the rows
     for S in (wc.S1, wc.S2):  # (rp.X is the estimator's, purged by the estimator)
         _assert_rows_erased(S, rows)
+    assert_array_equal(wc.W1[rows], 0.0)
+    assert_array_equal(wc.W2[rows], 0.0)
     _assert_block_rows_erased(B, rows)
     kept = np.setdiff1d(np.arange(len(y)), rows)
     assert_array_equal(B.toarray()[kept], kept_before[kept])

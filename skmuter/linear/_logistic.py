@@ -47,9 +47,19 @@ _BLOCK_ENTRIES = 1 << 17
 #: than this share of their entries (then their sums read those columns only)
 _ZERO_SHARE = 0.5
 
+#: columns of the worst-case matrices with at least this share of non-zero
+#: inputs are held dense (8 bytes an entry against 12 and an index gather)
+_FULL_SHARE = 0.5
+
 #: dense blocks of at most this many columns: their weighted Gram matrix by
 #: pairs of columns (the blocked products are slower on so few)
 _PAIRWISE = 4
+
+#: a support block keeps its rows' products of entries (one pass for the
+#: Gram matrix) while they are at most this many per stored entry, and this
+#: many in all
+_PRODUCTS_PER_ENTRY = 16
+_MAX_PRODUCTS = 1 << 24
 
 #: support columns with at least this share of non-zero inputs are held as
 #: dense columns (below it, as constants plus their stored entries)
@@ -85,9 +95,13 @@ class LogisticWorstCase:
     y : ndarray of shape (n_samples,)
         Targets in {-1, +1} (0 on erased rows, which weigh nothing). Kept by
         reference: the pass that owns this object serves these targets only.
+    full : array-like of int, default=None
+        The columns held dense (``W1``, ``W2``) instead of in the sparse parts
+        (``S1``, ``S2``); None: those with at least ``_FULL_SHARE`` non-zero
+        inputs.
     """
 
-    def __init__(self, X, threat, y):
+    def __init__(self, X, threat, y, full=None):
         X = sparse.csr_matrix(X)
         n, d = X.shape
         self.y = y
@@ -110,6 +124,18 @@ class LogisticWorstCase:
         self.S2 = sparse.csr_matrix((np.where(up_row, bottom, top), cols.copy(),
                                      X.indptr.copy()), shape=(n, d))
         del top, bottom, up_row
+        # columns mostly non-zero: held whole, as dense column-major blocks
+        # (their products read no indices), and left out of the sparse parts
+        if full is None:
+            full = np.flatnonzero(np.bincount(cols, minlength=d) >= _FULL_SHARE * max(n, 1))
+        self.full = np.asarray(full, dtype=np.intp)
+        self.W1 = np.asfortranarray(self.S1[:, self.full].toarray())
+        self.W2 = np.asfortranarray(self.S2[:, self.full].toarray())
+        if len(self.full):
+            held = np.zeros(d, dtype=bool)
+            held[self.full] = True
+            for S in (self.S1, self.S2):
+                S.data[held[S.indices]] = 0.0
         for S in (self.S1, self.S2):
             S.eliminate_zeros()  # inputs within eps of the box: at the constant
         # |M1_ij|, |M2_ij| <= max_j |x_ij| + eps: the bound of the zeros' change
@@ -129,6 +155,8 @@ class LogisticWorstCase:
     def scores(self, wp, wm):
         """Worst-case scores ``M1 w+ - M2 w-`` (no intercept)."""
         z = self.S1 @ wp - self.S2 @ wm
+        if len(self.full):
+            z += self.W1 @ wp[self.full] - self.W2 @ wm[self.full]
         up = float(self.Q0 @ wp + self.P0 @ wm)
         down = -float(self.P0 @ wp + self.Q0 @ wm)
         z += np.where(self.pos, up, down)
@@ -151,7 +179,19 @@ class LogisticWorstCase:
                 S1, S2 = parts
         A = (S1.T @ g if S1 is not None else (self.S1.T @ g)[cols]) + Q0 * g_up - P0 * g_down
         B = (S2.T @ g if S2 is not None else (self.S2.T @ g)[cols]) - P0 * g_up + Q0 * g_down
-        return np.asarray(A).ravel(), np.asarray(B).ravel()
+        A, B = np.asarray(A).ravel(), np.asarray(B).ravel()
+        if len(self.full):  # the dense columns' share (all of them: no copies)
+            if cols is None:
+                A[self.full] += self.W1.T @ g
+                B[self.full] += self.W2.T @ g
+            else:
+                at = np.searchsorted(self.full, cols)
+                at[at == len(self.full)] = 0
+                held = self.full[at] == cols
+                if np.any(held):
+                    A[held] += (self.W1.T @ g)[at[held]]
+                    B[held] += (self.W2.T @ g)[at[held]]
+        return A, B
 
     def _columns(self, cols, others):
         """The sparse parts on ``cols``, cached; None when those columns hold
@@ -186,6 +226,8 @@ class LogisticWorstCase:
                                        minlength=len(self.counts))
         zero_csr_rows(self.S1, rows)
         zero_csr_rows(self.S2, rows)
+        self.W1[rows] = 0.0
+        self.W2[rows] = 0.0
         self.row_bound[rows] = 0.0
         self.pos[rows] = False  # nor their labels' directions
         for B in self._block.values():
@@ -254,6 +296,38 @@ class SupportBlock:
         self.up, self.other = const_up[self.thin], const_other[self.thin]
         self._rows = np.repeat(np.arange(n), np.diff(S.indptr))  # each entry's row
         self._up_rows = wc.pos.astype(np.float64)  # 1 on the rows pushed up
+        self.products = self._products()
+
+    def _products(self):
+        """Each row's products of its stored entries with one another (on
+        pairs ``j <= k``) and with its dense entries, as a sparse matrix
+        whose column sums weighted by ``c`` are the thin columns' share of the
+        Gram matrix (one pass); None when they would be too many."""
+        S, D = self.S, self.D
+        n, kt = S.shape[0], len(self.thin)
+        kd = len(self.dense)
+        if not kt:
+            return None
+        per_row = np.diff(S.indptr)
+        within = np.arange(S.nnz) - np.repeat(S.indptr[:-1], per_row)
+        later = np.repeat(per_row, per_row) - within  # entries from this one on
+        total = int(later.sum()) + S.nnz * kd
+        if total > max(_PRODUCTS_PER_ENTRY * S.nnz, 1) or total > _MAX_PRODUCTS:
+            return None
+        left = np.repeat(np.arange(S.nnz), later)
+        right = left + (np.arange(len(left)) - np.repeat(np.cumsum(later) - later, later))
+        j, v, rows = S.indices, S.data, self._rows
+        keys = [j[left] * kt + j[right]]
+        values = [v[left] * v[right]]
+        at = [rows[left]]
+        for a in range(kd):
+            keys.append(kt * kt + j * kd + a)
+            values.append(v * D[rows, a])
+            at.append(rows)
+        Q = sparse.coo_matrix((np.concatenate(values), (np.concatenate(at), np.concatenate(keys))),
+                              shape=(n, kt * kt + kt * kd)).tocsr()
+        Q.sort_indices()
+        return Q
 
     def scores(self, w):
         """The worst-case scores ``B w`` (no intercept) for weights ``w`` on
@@ -295,17 +369,26 @@ class SupportBlock:
                 H[dense, k] = H[k, dense] = vd_all
         if len(thin):
             a, b = self.up, self.other
-            Sc = sparse.csr_matrix((S.data * c[self._rows], S.indices, S.indptr),
-                                   shape=S.shape)
-            G = (S.T @ Sc).toarray()
+            kt, kd = len(thin), len(dense)
+            Q = self.products
+            if Q is not None:
+                q = Q.T @ c
+                G = np.triu(q[: kt * kt].reshape(kt, kt))
+                G += np.triu(G, 1).T
+                cross = q[kt * kt :].reshape(kt, kd)
+            else:
+                Sc = sparse.csr_matrix((S.data * c[self._rows], S.indices, S.indptr),
+                                       shape=S.shape)
+                G = (S.T @ Sc).toarray()
+                cross = (np.column_stack([Sc.T @ D[:, j] for j in range(kd)]) if kd
+                         else None)
             t_all, t_up = (S.T @ np.column_stack([c, c_up])).T
             t_other = t_all - t_up
             G += np.outer(a, t_up) + np.outer(t_up, a) + np.outer(b, t_other) \
                 + np.outer(t_other, b) + s_up * np.outer(a, a) + s_other * np.outer(b, b)
             H[np.ix_(thin, thin)] = G
             if len(dense):
-                C = np.column_stack([Sc.T @ D[:, j] for j in range(len(dense))])
-                C += np.outer(a, vd_up) + np.outer(b, vd_all - vd_up)
+                C = cross + np.outer(a, vd_up) + np.outer(b, vd_all - vd_up)
                 H[np.ix_(thin, dense)] = C
                 H[np.ix_(dense, thin)] = C.T
             if intercept:
@@ -329,6 +412,8 @@ class SupportBlock:
         self.D[rows] = self._dense_other
         self._up_rows[rows] = 0.0
         zero_csr_rows(self.S, rows)
+        if self.products is not None:
+            zero_csr_rows(self.products, rows)
 
 
 def _gram_dense(D, c):
