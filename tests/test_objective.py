@@ -103,13 +103,22 @@ def test_paper_total_hessian_matches_its_dense_per_sample_formula():
                                rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("block", [None, 7])
 @pytest.mark.parametrize("loss", [LogisticLoss, SquaredLoss])
-def test_loss_terms_at_once_equal_the_separate_ones(loss):
+def test_loss_terms_at_once_equal_the_separate_ones(loss, block, monkeypatch):
+    if block is not None:  # rows a block at a time, the last one shorter
+        from skmuter import _losses
+
+        monkeypatch.setattr(_losses, "_TERMS_BLOCK", block)
     rng = np.random.default_rng(2)
     z = np.concatenate([rng.normal(size=50) * 3, [-800.0, -40.0, 0.0, 40.0, 800.0]])
     y = np.where(rng.uniform(size=len(z)) > 0.5, 1.0, -1.0)
     y[-3] = 0.0  # an erased row's target
     value, d1, d2 = loss.terms(z, y)
+    weights = rng.uniform(size=len(z))
+    weights[3] = 0.0
+    for weighted, plain in zip(loss.terms(z, y, weights), (value, d1, d2)):
+        np.testing.assert_array_equal(weighted, plain * weights)
     np.testing.assert_allclose(value, loss.value(z, y), rtol=1e-14, atol=1e-300)
     np.testing.assert_allclose(d1, loss.d1(z, y), rtol=1e-14, atol=1e-300)
     # ``d2`` as p (1 - p) loses the tails (1 - p rounds to 0 past |t| ~ 37);

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from .._parallel import in_parallel
 from .._transaction import row_entries
 from ._kkt import min_norm_subgradient
 from ._worst_case import _RoomAbove, _RoomBelow
@@ -169,29 +170,32 @@ class LogisticWorstCase:
         kept until they change."""
         g_up = float(g @ self.pos)
         g_down = float(g.sum()) - g_up
-        S1, S2, P0, Q0 = self.S1, self.S2, self.P0, self.Q0
+        P0, Q0 = self.P0, self.Q0
+        parts = (self.S1, self.S2)
         if cols is not None:
             P0, Q0 = P0[cols], Q0[cols]
-            parts = self._columns(cols, others)
-            if parts is None:
-                S1 = S2 = None
-            else:
-                S1, S2 = parts
-        A = (S1.T @ g if S1 is not None else (self.S1.T @ g)[cols]) + Q0 * g_up - P0 * g_down
-        B = (S2.T @ g if S2 is not None else (self.S2.T @ g)[cols]) - P0 * g_up + Q0 * g_down
-        A, B = np.asarray(A).ravel(), np.asarray(B).ravel()
-        if len(self.full):  # the dense columns' share (all of them: no copies)
-            if cols is None:
-                A[self.full] += self.W1.T @ g
-                B[self.full] += self.W2.T @ g
-            else:
-                at = np.searchsorted(self.full, cols)
-                at[at == len(self.full)] = 0
-                held = self.full[at] == cols
-                if np.any(held):
-                    A[held] += (self.W1.T @ g)[at[held]]
-                    B[held] += (self.W2.T @ g)[at[held]]
-        return A, B
+            parts = self._columns(cols, others) or (None, None)
+            at = np.searchsorted(self.full, cols)
+            at[at == len(self.full)] = 0
+            held = self.full[at] == cols if len(self.full) else np.zeros(len(cols), bool)
+            at = at[held]
+
+        def one(part, whole, W, zero):
+            # M^T g on the columns: the sparse part (of those columns or of
+            # all), the dense columns' share, the zero inputs' constants
+            out = np.asarray(part.T @ g if part is not None else (whole.T @ g)[cols]).ravel()
+            out += zero
+            if len(self.full):  # all dense columns at once: no copies
+                if cols is None:
+                    out[self.full] += W.T @ g
+                elif len(at):
+                    out[held] += (W.T @ g)[at]
+            return out
+
+        # both one-sided derivatives at once, on two cores where allowed
+        return tuple(in_parallel(
+            lambda: one(parts[0], self.S1, self.W1, Q0 * g_up - P0 * g_down),
+            lambda: one(parts[1], self.S2, self.W2, Q0 * g_down - P0 * g_up)))
 
     def _columns(self, cols, others):
         """The sparse parts on ``cols``, cached; None when those columns hold
@@ -359,17 +363,17 @@ class SupportBlock:
         k = self.shape[1]
         H = np.zeros((k + int(intercept),) * 2)
         dense, thin, D, S = self.dense, self.thin, self.D, self.S
-        c_up = c * self._up_rows
+        kt, kd = len(thin), len(dense)
+        both = np.empty((len(c), 2))  # c and its rows pushed up, for one product
+        both[:, 0] = c
+        c_up = np.multiply(c, self._up_rows, out=both[:, 1])
         s_all, s_up = float(c.sum()), float(c_up.sum())
         s_other = s_all - s_up
-        if len(dense):
-            H[np.ix_(dense, dense)] = _gram_dense(D, c)
-            vd_all, vd_up = D.T @ c, D.T @ c_up
-            if intercept:
-                H[dense, k] = H[k, dense] = vd_all
-        if len(thin):
-            a, b = self.up, self.other
-            kt, kd = len(thin), len(dense)
+
+        def dense_part():
+            return _gram_dense(D, c), D.T @ c, D.T @ c_up
+
+        def thin_part():
             Q = self.products
             if Q is not None:
                 q = Q.T @ c
@@ -382,12 +386,25 @@ class SupportBlock:
                 G = (S.T @ Sc).toarray()
                 cross = (np.column_stack([Sc.T @ D[:, j] for j in range(kd)]) if kd
                          else None)
-            t_all, t_up = (S.T @ np.column_stack([c, c_up])).T
+            t_all, t_up = (S.T @ both).T
+            return G, cross, t_all, t_up
+
+        # the dense and the thin columns' shares at once, on two cores where allowed
+        tasks = ([dense_part] if kd else []) + ([thin_part] if kt else [])
+        parts = in_parallel(*tasks)
+        if kd:
+            Hdd, vd_all, vd_up = parts[0]
+            H[np.ix_(dense, dense)] = Hdd
+            if intercept:
+                H[dense, k] = H[k, dense] = vd_all
+        if kt:
+            G, cross, t_all, t_up = parts[-1]
+            a, b = self.up, self.other
             t_other = t_all - t_up
             G += np.outer(a, t_up) + np.outer(t_up, a) + np.outer(b, t_other) \
                 + np.outer(t_other, b) + s_up * np.outer(a, a) + s_other * np.outer(b, b)
             H[np.ix_(thin, thin)] = G
-            if len(dense):
+            if kd:
                 C = cross + np.outer(a, vd_up) + np.outer(b, vd_all - vd_up)
                 H[np.ix_(thin, dense)] = C
                 H[np.ix_(dense, thin)] = C.T
@@ -513,11 +530,7 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
     block = wc.block(rp.X, support, signs)
     z = block.scores(w[support])
     z += b
-    values, g1, c = obj.loss.terms(z, y)
-    if weights is not None:
-        values *= weights
-        g1 *= weights
-        c *= weights
+    values, g1, c = obj.loss.terms(z, y, weights)
     alpha = obj.alpha
     lt = obj.linear_term
     value = float(values.sum()) / m + 0.5 * alpha * float(w @ w)

@@ -400,11 +400,7 @@ def _sweep_worst(obj, block, w, b, y, weights, support, wcols, intercept, hessia
     prepared worst-case rows on the support (a ``SupportBlock``)."""
     z = block.scores(w[support])
     z += b
-    values, g1, c = obj.loss.terms(z, y)
-    if weights is not None:
-        values *= weights
-        g1 *= weights
-        c *= weights
+    values, g1, c = obj.loss.terms(z, y, weights)
     value = float(values.sum()) if want_value or not hessian else 0.0
     if not hessian:
         return value, None, None
