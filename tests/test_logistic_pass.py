@@ -17,8 +17,8 @@ from skmuter import AdversarialLogisticRegression, metrics
 from skmuter._transaction import row_entries
 from skmuter.attacks import PGD, Threat
 from skmuter.forgetters import Fisher, Newton
-from skmuter.linear import _pass
 from skmuter.linear import _logistic as logistic_module
+from skmuter.linear import _pass
 from skmuter.linear._logistic import LogisticWorstCase
 
 EPS = 0.1
