@@ -606,7 +606,8 @@ class LinearObjective(BaseObjective):
         rp.checkpoint = None
         obj, point = kept
         if (obj is not self or kind not in ("total", "hessian") or points != "adversarial"
-                or point.rows is not rows or cols is None
+                or cols is None
+                or (point.rows is not rows and not np.array_equal(point.rows, rows))
                 or not np.array_equal(np.asarray(cols), point.cols)
                 or not np.array_equal(np.asarray(theta, dtype=np.float64), point.theta)):
             return None

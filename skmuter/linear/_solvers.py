@@ -223,7 +223,15 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
         n_iter = int(res.nit)
         theta, more, singular, _ = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
         steps += more
-    residual = obj.gradient_residual(theta, rows)
+    # the residual of the result; where one pass gives it with the gradient
+    # and the Hessian (the logistic l_inf pass), that point is kept: the
+    # first forget request's memory at the fitted model then needs no pass
+    point = getattr(obj, "checkpoint", lambda *a, **k: None)(theta, rows)
+    if point is not None:
+        residual = float(np.linalg.norm(point.residual))
+        obj.keep_checkpoint(point)
+    else:
+        residual = obj.gradient_residual(theta, rows)
     if not linf and obj.threat.epsilon > 0 and np.linalg.norm(theta[:d]) < 1e-6:
         # eps ||w||_2 has a kink at w = 0, where a smooth solver only creeps
         # towards it: try the zero model (with its best intercept) exactly.
