@@ -335,25 +335,42 @@ class SupportBlock:
 
     def scores(self, w):
         """The worst-case scores ``B w`` (no intercept) for weights ``w`` on
-        the support."""
+        the support (the dense and thin columns' shares at once, on two cores
+        where allowed)."""
         w = np.asarray(w, dtype=np.float64)
         wt = w[self.thin]
-        z = self.S @ wt
         hi, lo = float(self.up @ wt), float(self.other @ wt)
-        if hi != lo:
-            z += (hi - lo) * self._up_rows
-        z += lo
-        if len(self.dense):
-            z += self.D @ w[self.dense]
+
+        def thin_part():
+            z = self.S @ wt
+            if hi != lo:
+                z += (hi - lo) * self._up_rows
+            z += lo
+            return z
+
+        if not len(self.dense):
+            return thin_part()
+        if not len(self.thin):
+            return self.D @ w[self.dense]
+        zd, z = in_parallel(lambda: self.D @ w[self.dense], thin_part)
+        z += zd
         return z
 
     def rmatvec(self, g):
-        """``B^T g`` for per-row values ``g``."""
+        """``B^T g`` for per-row values ``g`` (the dense and thin columns'
+        shares at once, on two cores where allowed)."""
         out = np.empty(self.shape[1])
-        if len(self.dense):
+
+        def thin_part():
+            g_up = float(g @ self._up_rows)
+            return self.S.T @ g + self.up * g_up + self.other * (float(g.sum()) - g_up)
+
+        if not len(self.thin):
             out[self.dense] = self.D.T @ g
-        g_up = float(g @ self._up_rows)
-        out[self.thin] = self.S.T @ g + self.up * g_up + self.other * (float(g.sum()) - g_up)
+        elif len(self.dense):
+            out[self.dense], out[self.thin] = in_parallel(lambda: self.D.T @ g, thin_part)
+        else:
+            out[self.thin] = thin_part()
         return out
 
     def gram(self, c, intercept=False):
