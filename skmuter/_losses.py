@@ -15,12 +15,17 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, log_expit
 
+from ._parallel import in_parallel
+
 __all__ = ["LogisticLoss", "SquaredLoss", "get_loss"]
 
 
 #: rows of one block of the logistic terms (its temporaries stay in the
 #: processor's cache)
 _TERMS_BLOCK = 1 << 13
+
+#: rows from which the logistic terms are split in two halves (two cores)
+_TERMS_SPLIT = 1 << 16
 
 
 class LogisticLoss:
@@ -63,38 +68,12 @@ class LogisticLoss:
                 None if weights is None else np.broadcast_to(weights, z.shape).reshape(-1))
             return value.reshape(z.shape), d1.reshape(z.shape), d2.reshape(z.shape)
         value, d1, d2 = np.empty(n), np.empty(n), np.empty(n)
-        per = min(_TERMS_BLOCK, max(n, 1))
-        t_, a_, r_, q_, u_, h_ = (np.empty(per) for _ in range(6))
-        for s in range(0, n, per):
-            e = min(s + per, n)
-            k = e - s
-            t, a, r, q, u, h = t_[:k], a_[:k], r_[:k], q_[:k], u_[:k], h_[:k]
-            np.multiply(y[s:e], z[s:e], out=t)
-            np.abs(t, out=a)
-            np.negative(a, out=r)
-            np.exp(r, out=r)
-            np.add(r, 1.0, out=q)
-            np.reciprocal(q, out=q)
-            np.multiply(r, q, out=u)  # sigmoid(-|t|)
-            np.multiply(u, q, out=d2[s:e])
-            np.greater_equal(t, 0.0, out=h, casting="unsafe")
-            g = d1[s:e]
-            np.multiply(u, h, out=g)
-            h -= 1.0
-            h *= q
-            g -= h  # u where t >= 0, else q
-            g *= y[s:e]
-            np.negative(g, out=g)
-            v = value[s:e]
-            np.log1p(r, out=v)
-            a -= t
-            a *= 0.5  # max(-t, 0)
-            v += a
-            if weights is not None:
-                wb = weights[s:e]
-                v *= wb
-                g *= wb
-                d2[s:e] *= wb
+        if n >= _TERMS_SPLIT:  # two halves at once, on two cores where allowed
+            half = n // 2
+            in_parallel(lambda: _logistic_terms(z, y, weights, value, d1, d2, 0, half),
+                        lambda: _logistic_terms(z, y, weights, value, d1, d2, half, n))
+        else:
+            _logistic_terms(z, y, weights, value, d1, d2, 0, n)
         return value, d1, d2
 
     @staticmethod
@@ -140,3 +119,40 @@ _LOSSES = {"logistic": LogisticLoss, "squared": SquaredLoss}
 def get_loss(name: str):
     """Return the loss class registered under ``name``."""
     return _LOSSES[name]
+
+
+def _logistic_terms(z, y, weights, value, d1, d2, start, stop):
+    """:meth:`LogisticLoss.terms` of the rows ``start:stop``, written into
+    ``value``, ``d1`` and ``d2``, a block of rows at a time."""
+    per = min(_TERMS_BLOCK, max(stop - start, 1))
+    t_, a_, r_, q_, u_, h_ = (np.empty(per) for _ in range(6))
+    for s in range(start, stop, per):
+        e = min(s + per, stop)
+        k = e - s
+        t, a, r, q, u, h = t_[:k], a_[:k], r_[:k], q_[:k], u_[:k], h_[:k]
+        np.multiply(y[s:e], z[s:e], out=t)
+        np.abs(t, out=a)
+        np.negative(a, out=r)
+        np.exp(r, out=r)
+        np.add(r, 1.0, out=q)
+        np.reciprocal(q, out=q)
+        np.multiply(r, q, out=u)  # sigmoid(-|t|)
+        np.multiply(u, q, out=d2[s:e])
+        np.greater_equal(t, 0.0, out=h, casting="unsafe")
+        g = d1[s:e]
+        np.multiply(u, h, out=g)
+        h -= 1.0
+        h *= q
+        g -= h  # u where t >= 0, else q
+        g *= y[s:e]
+        np.negative(g, out=g)
+        v = value[s:e]
+        np.log1p(r, out=v)
+        a -= t
+        a *= 0.5  # max(-t, 0)
+        v += a
+        if weights is not None:
+            wb = weights[s:e]
+            v *= wb
+            g *= wb
+            d2[s:e] *= wb

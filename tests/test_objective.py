@@ -103,13 +103,16 @@ def test_paper_total_hessian_matches_its_dense_per_sample_formula():
                                rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("block", [None, 7])
+@pytest.mark.parametrize("block", [None, 7, "split"])
 @pytest.mark.parametrize("loss", [LogisticLoss, SquaredLoss])
 def test_loss_terms_at_once_equal_the_separate_ones(loss, block, monkeypatch):
-    if block is not None:  # rows a block at a time, the last one shorter
-        from skmuter import _losses
+    from skmuter import _losses
 
-        monkeypatch.setattr(_losses, "_TERMS_BLOCK", block)
+    if block is not None:  # rows a block at a time, the last one shorter
+        monkeypatch.setattr(_losses, "_TERMS_BLOCK", 7)
+    if block == "split":  # and the rows in two halves, on two threads
+        monkeypatch.setattr(_losses, "_TERMS_SPLIT", 8)
+        monkeypatch.setenv("SKMUTER_THREADS", "2")
     rng = np.random.default_rng(2)
     z = np.concatenate([rng.normal(size=50) * 3, [-800.0, -40.0, 0.0, 40.0, 800.0]])
     y = np.where(rng.uniform(size=len(z)) > 0.5, 1.0, -1.0)
