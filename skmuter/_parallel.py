@@ -7,8 +7,7 @@ derivatives of the zeros, or the dense and sparse shares of a Gram matrix)
 then run on a helper thread while the calling thread does the rest: numpy,
 BLAS and scipy's sparse products release the interpreter lock while they
 work. Every part computes exactly what it computes alone, in the same order,
-so results do not depend on the number of threads. Meanwhile BLAS keeps to
-one thread (the parts hold the cores).
+so results do not depend on the number of threads.
 
 The number of threads is ``SKMUTER_THREADS`` when that environment variable
 is set (``1`` turns the helper off), else 2 where the process may use at
@@ -27,7 +26,6 @@ _POOL = None
 _POOL_PID = None
 _POOL_LOCK = threading.Lock()
 _INSIDE = threading.local()
-_CONTROLLER = None
 
 
 def n_threads():
@@ -76,25 +74,11 @@ def in_parallel(*tasks):
     if workers < 1 or len(tasks) < 2 or getattr(_INSIDE, "active", False):
         return [task() for task in tasks]
     pool = _pool(workers)
-    # the parts hold the cores: BLAS keeps to one thread each meanwhile (its
-    # own threads on top would contend for the same cores)
-    with _blas().limit(limits=1, user_api="blas"):
-        futures = [pool.submit(_marked(task)) for task in tasks[:-1]]
-        try:
-            last = tasks[-1]()
-        finally:
-            # every helper has finished before this returns or raises: none
-            # may still touch the arrays after a failure here
-            wait(futures)
+    futures = [pool.submit(_marked(task)) for task in tasks[:-1]]
+    try:
+        last = tasks[-1]()
+    finally:
+        # every helper has finished before this returns or raises: none may
+        # still touch the arrays after a failure here
+        wait(futures)
     return [f.result() for f in futures] + [last]  # (a helper's error raises here)
-
-
-def _blas():
-    """The process's BLAS thread pools (threadpoolctl, a dependency of
-    scikit-learn), looked up once."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER

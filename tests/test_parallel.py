@@ -105,3 +105,4 @@ def test_forgets_are_the_same_with_one_thread_or_two(monkeypatch):
     np.testing.assert_array_equal(one.intercept_, two.intercept_)
     assert ([r["optimality_residual"] for r in one.forget_log_]
             == [r["optimality_residual"] for r in two.forget_log_])
+
