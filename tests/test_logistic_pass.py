@@ -172,6 +172,54 @@ def test_worst_case_products_match_dense_matrices(boxed, full_share, monkeypatch
     assert np.all(np.abs(M2) <= wc.row_bound[:, None] + 1e-15)
 
 
+@pytest.mark.parametrize("boxed", [True, False])
+def test_second_matrix_held_through_the_first(boxed):
+    # mostly non-zero columns inside the box: the second matrix's dense
+    # columns are the first one's plus a constant per row direction and a few
+    # differences (zero inputs, inputs near a face); one column with many
+    # zeros and one with many inputs at a face stay dense of their own
+    rng = np.random.default_rng(7)
+    n, d = 80, 6
+    X = rng.uniform(0.2, 0.8, size=(n, d))
+    X[rng.uniform(size=(n, d)) < 0.08] = 0.0
+    X[:3, 1] = 0.97  # near the top face
+    X[:, 4] = np.where(rng.uniform(size=n) < 0.33, 0.0, X[:, 4])  # many zeros
+    X[:, 5] = np.where(rng.uniform(size=n) < 0.5, 1.0, X[:, 5])  # many at the face
+    y = np.where(rng.uniform(size=n) < 0.5, -1.0, 1.0)
+    y[[4, 9]] = 0.0
+    low, high = np.zeros(d), np.ones(d)
+    threat = Threat(EPS, "inf", clip=(low, high), n_features=d) if boxed else Threat(EPS, "inf")
+    M1, M2 = _worst_rows(X, y, EPS, *((low, high) if boxed else ()))
+    wc = LogisticWorstCase(sparse.csr_matrix(X), threat, y)
+    assert_array_equal(wc.full, np.arange(d))
+    if boxed:
+        assert set(wc.unpaired) == {4, 5} and len(wc.paired) == 4
+        assert 0 < wc.E.nnz < 0.25 * n * d
+    else:  # no box: both matrices are the inputs on their stored entries
+        assert len(wc.paired) == d and not np.any(wc.c)
+    g = rng.normal(size=n)
+    g[y == 0] = 0.0
+    A, B = wc.sums(g)
+    assert_allclose(A, M1.T @ g, rtol=1e-12, atol=1e-13)
+    assert_allclose(B, M2.T @ g, rtol=1e-12, atol=1e-13)
+    cols = np.array([0, 2, 4, 5])
+    A, B = wc.sums(g, cols, np.setdiff1d(np.arange(d), cols))
+    assert_allclose(A, M1[:, cols].T @ g, rtol=1e-12, atol=1e-13)
+    assert_allclose(B, M2[:, cols].T @ g, rtol=1e-12, atol=1e-13)
+    wp, wm = np.maximum(rng.normal(size=d), 0), np.maximum(rng.normal(size=d), 0)
+    kept = y != 0
+    assert_allclose(wc.scores(wp, wm)[kept], (M1 @ wp - M2 @ wm)[kept], rtol=1e-12, atol=1e-13)
+    # erased rows: nothing of them left in either dense part or the differences
+    rows = np.array([0, 1, 30])
+    wc.purge(rows, _pass._zero_csr_rows)
+    assert_array_equal(wc.W1[rows], 0.0)
+    assert_array_equal(wc.W2[rows], 0.0)
+    _assert_rows_erased(wc.E, rows)
+    g[rows] = 0.0
+    A, B = wc.sums(g)
+    assert_allclose(B, M2.T @ g, rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("full_share", [0.5, 0.3])
 def test_column_sums_cached_and_whole_paths(full_share, monkeypatch):
     monkeypatch.setattr(logistic_module, "_FULL_SHARE", full_share)
@@ -511,8 +559,12 @@ def test_forget_purges_the_worst_cases():
     assert_array_equal(wc.counts, fresh.counts)
     assert (wc.S1 != fresh.S1).nnz == 0 and (wc.S2 != fresh.S2).nnz == 0
     assert_array_equal(wc.W1, fresh.W1)
-    assert_array_equal(wc.W2, fresh.W2)
+    kept = np.setdiff1d(np.arange(len(y)), rows)
+    assert_allclose(wc.second_dense()[kept], fresh.second_dense()[kept], rtol=0, atol=1e-15)
     assert_array_equal(wc.W1[rows], 0.0)
+    assert_array_equal(wc.W2[rows], 0.0)
+    _assert_rows_erased(wc.E, rows)
+    _assert_rows_erased(wc.E, rows)
     assert wc._block  # a support block was cached by the requests' checks
     for B in wc._block.values():
         _assert_block_rows_erased(B, rows)
@@ -549,6 +601,7 @@ def test_purge_of_every_cache(full_share, monkeypatch):
         _assert_rows_erased(S, rows)
     assert_array_equal(wc.W1[rows], 0.0)
     assert_array_equal(wc.W2[rows], 0.0)
+    _assert_rows_erased(wc.E, rows)
     _assert_block_rows_erased(B, rows)
     kept = np.setdiff1d(np.arange(len(y)), rows)
     assert_array_equal(B.toarray()[kept], kept_before[kept])

@@ -52,6 +52,11 @@ _ZERO_SHARE = 0.5
 #: inputs are held dense (8 bytes an entry against 12 and an index gather)
 _FULL_SHARE = 0.5
 
+#: a dense column of the second worst-case matrix is held as the first one's
+#: (plus a constant per row direction) where at most this share of its
+#: entries differ otherwise
+_PAIRED_SHARE = 0.25
+
 #: dense blocks of at most this many columns: their weighted Gram matrix by
 #: pairs of columns (the blocked products are slower on so few)
 _PAIRWISE = 4
@@ -131,7 +136,7 @@ class LogisticWorstCase:
             full = np.flatnonzero(np.bincount(cols, minlength=d) >= _FULL_SHARE * max(n, 1))
         self.full = np.asarray(full, dtype=np.intp)
         self.W1 = np.asfortranarray(self.S1[:, self.full].toarray())
-        self.W2 = np.asfortranarray(self.S2[:, self.full].toarray())
+        self._pair(np.asfortranarray(self.S2[:, self.full].toarray()))
         if len(self.full):
             held = np.zeros(d, dtype=bool)
             held[self.full] = True
@@ -152,12 +157,56 @@ class LogisticWorstCase:
         self._block = {}
         self._zero_columns = {}
 
+    def _pair(self, W2):
+        """Hold the second matrix's dense columns ``W2`` as the first one's
+        where they differ from them by ``s_i c_j`` (``s_i`` = +1 on the rows
+        pushed up, -1 on the others) up to a few entries: on an input inside
+        its box both rooms are ``eps``, so ``c_j = P0_j + Q0_j - 2 eps`` on
+        every such entry. The other entries (zero inputs, inputs near a face)
+        go to the sparse ``E``; a column with more than ``_PAIRED_SHARE`` of
+        them stays dense (``W2``, on ``unpaired``). The one dense product is
+        then shared by both one-sided derivatives."""
+        n, k = W2.shape
+        c = self.P0[self.full] + self.Q0[self.full] - 2.0 * self.eps
+        s = np.where(self.pos, 1.0, -1.0)[:, None]
+        E = W2 - self.W1
+        E -= s * c[None, :]
+        # rounding of the matrices' entries is not a difference
+        slack = np.abs(W2) + np.abs(self.W1) + np.abs(c)[None, :]
+        slack *= 4.0 * np.finfo(np.float64).eps
+        kept = np.abs(E) > slack
+        del slack
+        paired = kept.sum(axis=0) <= _PAIRED_SHARE * max(n, 1)
+        self.paired = np.flatnonzero(paired)
+        self.unpaired = np.flatnonzero(~paired)
+        self.c = np.where(paired, c, 0.0)
+        kept &= paired[None, :]
+        E[~kept] = 0.0
+        self.E = sparse.csr_matrix(E)
+        self.E.eliminate_zeros()
+        self.W2 = np.asfortranarray(W2[:, self.unpaired])
+
+    def second_dense(self):
+        """The second matrix's dense columns, rebuilt (for tests)."""
+        W2 = self.W1 + np.where(self.pos, 1.0, -1.0)[:, None] * self.c[None, :]
+        W2 += self.E.toarray()
+        W2[:, self.unpaired] = self.W2
+        return W2
+
     # ---- products -----------------------------------------------------------
     def scores(self, wp, wm):
         """Worst-case scores ``M1 w+ - M2 w-`` (no intercept)."""
         z = self.S1 @ wp - self.S2 @ wm
         if len(self.full):
-            z += self.W1 @ wp[self.full] - self.W2 @ wm[self.full]
+            vp, vm = wp[self.full], wm[self.full].copy()
+            vm[self.unpaired] = 0.0
+            z += self.W1 @ (vp - vm)
+            z -= self.E @ vm
+            cm = float(self.c @ vm)
+            if cm:
+                z -= cm * np.where(self.pos, 1.0, -1.0)
+            if len(self.unpaired):
+                z -= self.W2 @ wm[self.full][self.unpaired]
         up = float(self.Q0 @ wp + self.P0 @ wm)
         down = -float(self.P0 @ wp + self.Q0 @ wm)
         z += np.where(self.pos, up, down)
@@ -180,22 +229,38 @@ class LogisticWorstCase:
             held = self.full[at] == cols if len(self.full) else np.zeros(len(cols), bool)
             at = at[held]
 
-        def one(part, whole, W, zero):
+        def sparse_part(part, whole, zero):
             # M^T g on the columns: the sparse part (of those columns or of
-            # all), the dense columns' share, the zero inputs' constants
+            # all) and the zero inputs' constants
             out = np.asarray(part.T @ g if part is not None else (whole.T @ g)[cols]).ravel()
             out += zero
-            if len(self.full):  # all dense columns at once: no copies
-                if cols is None:
-                    out[self.full] += W.T @ g
-                elif len(at):
-                    out[held] += (W.T @ g)[at]
             return out
 
-        # both one-sided derivatives at once, on two cores where allowed
-        return tuple(in_parallel(
-            lambda: one(parts[0], self.S1, self.W1, Q0 * g_up - P0 * g_down),
-            lambda: one(parts[1], self.S2, self.W2, Q0 * g_down - P0 * g_up)))
+        def sparse_parts():
+            # both sparse parts, and the second matrix's dense columns' share
+            # beyond the first one's (whose product is added after)
+            A = sparse_part(parts[0], self.S1, Q0 * g_up - P0 * g_down)
+            B = sparse_part(parts[1], self.S2, Q0 * g_down - P0 * g_up)
+            extra = None
+            if len(self.full):
+                extra = self.E.T @ g + self.c * (g_up - g_down)
+                if len(self.unpaired):
+                    extra[self.unpaired] = self.W2.T @ g
+            return A, B, extra
+
+        # the dense product and the rest at once, on two cores where allowed
+        W1g, (A, B, extra) = in_parallel(
+            lambda: self.W1.T @ g if len(self.full) else None, sparse_parts)
+        if len(self.full):  # all dense columns at once: no copies
+            W2g = extra
+            W2g[self.paired] += W1g[self.paired]
+            if cols is None:
+                A[self.full] += W1g
+                B[self.full] += W2g
+            elif len(at):
+                A[held] += W1g[at]
+                B[held] += W2g[at]
+        return A, B
 
     def _columns(self, cols, others):
         """The sparse parts on ``cols``, cached; None when those columns hold
@@ -232,6 +297,7 @@ class LogisticWorstCase:
         zero_csr_rows(self.S2, rows)
         self.W1[rows] = 0.0
         self.W2[rows] = 0.0
+        zero_csr_rows(self.E, rows)
         self.row_bound[rows] = 0.0
         self.pos[rows] = False  # nor their labels' directions
         for B in self._block.values():
