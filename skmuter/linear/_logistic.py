@@ -166,7 +166,7 @@ class LogisticWorstCase:
         go to the sparse ``E``; a column with more than ``_PAIRED_SHARE`` of
         them stays dense (``W2``, on ``unpaired``). The one dense product is
         then shared by both one-sided derivatives."""
-        n, k = W2.shape
+        n = W2.shape[0]
         c = self.P0[self.full] + self.Q0[self.full] - 2.0 * self.eps
         s = np.where(self.pos, 1.0, -1.0)[:, None]
         E = W2 - self.W1
