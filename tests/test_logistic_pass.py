@@ -711,10 +711,9 @@ def test_forgetting_matches_the_general_passes(n_class, opts, tol, agree, monkey
     assert fast._objectives[0].row_pass()._worst is not None
 
 
-def test_the_checks_take_the_checkpoints(binary_model, monkeypatch):
-    X, est = binary_model
-    est = copy.deepcopy(est)
-    obj = est._objectives[0]
+def _spy_takes(monkeypatch, obj):
+    """A list that records, at each call of ``_take_checkpoint``, whether it
+    served a kept point."""
     taken = []
     original = type(obj)._take_checkpoint
 
@@ -724,6 +723,14 @@ def test_the_checks_take_the_checkpoints(binary_model, monkeypatch):
         return out
 
     monkeypatch.setattr(type(obj), "_take_checkpoint", spy)
+    return taken
+
+
+def test_the_checks_take_the_checkpoints(binary_model, monkeypatch):
+    X, est = binary_model
+    est = copy.deepcopy(est)
+    obj = est._objectives[0]
+    taken = _spy_takes(monkeypatch, obj)
     est.forget([7])
     assert taken and taken[-1]  # the memory came from the check's last point
     cols, H = _memory_reference(X, est, 0)
@@ -745,15 +752,7 @@ def test_the_fit_keeps_its_last_point_for_the_first_request(monkeypatch):
                     rtol=1e-6, atol=1e-15)
     plain = copy.deepcopy(est)
     plain._objectives[0].row_pass().checkpoint = None  # the memory from a sweep
-    taken = []
-    original = type(obj)._take_checkpoint
-
-    def spy(self, *args):
-        out = original(self, *args)
-        taken.append(out is not None)
-        return out
-
-    monkeypatch.setattr(type(obj), "_take_checkpoint", spy)
+    taken = _spy_takes(monkeypatch, obj)
     est.forget([7])
     assert taken[0]  # the first request's memory at the fitted model: the fit's point
     plain.forget([7])
