@@ -13,7 +13,15 @@ general l_inf pass (inputs, rooms below and above, for both directions).
 
 On a zero input both matrices take a per-column constant that depends on the
 row's direction only; :class:`LogisticWorstCase` keeps them as those
-constants plus two sparse matrices with the pattern of the inputs.
+constants plus two sparse matrices with the pattern of the inputs, except on
+mostly non-zero columns, held dense (the second matrix's as the first one's
+plus a constant per row direction and a sparse difference).
+
+On the support each weight has one sign, so the rows' worst cases there form
+one block, :class:`SupportBlock`: per column two constants and the stored
+entries (mostly non-zero columns dense), with each row's products of its
+entries for the total Hessian. Its products cost the stored entries, not
+rows times columns.
 
 :func:`checkpoint` evaluates, in one pass, everything a checked forget
 request needs at a model: the value, the minimal subgradient (the
