@@ -275,7 +275,8 @@ class BaseAdversarialLinear(ForgetMixin, CachedParamNames, BaseEstimator):
         thetas, iters, residuals = [], [], []
         for k, obj in enumerate(objectives):
             if self.solver == "exact":
-                theta, it, res = solve_exact(obj, tol=self.tol, max_iter=self.max_iter)
+                theta, it, res = solve_exact(obj, tol=self.tol, max_iter=self.max_iter,
+                                             keep_point=True)
             else:
                 theta, it, res = solve_sgd(
                     obj, attack, max_iter=self.max_iter, learning_rate=self.learning_rate,

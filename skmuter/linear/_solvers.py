@@ -175,8 +175,13 @@ def _warn_ill_posed(obj, residual, tol, singular):
     )
 
 
-def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_steps=50):
+def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_steps=50,
+                keep_point=False):
     """Minimise the robust objective over ``rows`` to optimality residual ``tol``.
+
+    With ``keep_point`` (a fit: the result is published), the last pass's
+    point is kept for the forgetter's memory there where the objective has a
+    one-pass checkpoint (:meth:`~skmuter.linear.LinearObjective.keep_checkpoint`).
 
     Returns
     -------
@@ -224,9 +229,11 @@ def solve_exact(obj, rows=None, theta0=None, tol=1e-10, max_iter=None, newton_st
         theta, more, singular, _ = _newton_polish(obj, theta, rows, tol, newton_steps, fun)
         steps += more
     # the residual of the result; where one pass gives it with the gradient
-    # and the Hessian (the logistic l_inf pass), that point is kept: the
+    # and the Hessian (the logistic l_inf pass), a fit keeps that point: the
     # first forget request's memory at the fitted model then needs no pass
-    point = getattr(obj, "checkpoint", lambda *a, **k: None)(theta, rows)
+    point = None
+    if keep_point:
+        point = getattr(obj, "checkpoint", lambda *a, **k: None)(theta, rows)
     if point is not None:
         residual = float(np.linalg.norm(point.residual))
         obj.keep_checkpoint(point)
