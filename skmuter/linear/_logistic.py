@@ -389,9 +389,10 @@ class SupportBlock:
 
     def _products(self):
         """Each row's products of its stored entries with one another (on
-        pairs ``j <= k``) and with its dense entries, as a sparse matrix
-        whose column sums weighted by ``c`` are the thin columns' share of the
-        Gram matrix (one pass); None when they would be too many."""
+        pairs ``j <= k``) and with its dense entries, and the entries
+        themselves, plain and on the rows pushed up, as a sparse matrix whose
+        column sums weighted by ``c`` give the thin columns' share of the Gram
+        matrix (one pass); None when they would be too many."""
         S, D = self.S, self.D
         n, kt = S.shape[0], len(self.thin)
         kd = len(self.dense)
@@ -400,7 +401,7 @@ class SupportBlock:
         per_row = np.diff(S.indptr)
         within = np.arange(S.nnz) - np.repeat(S.indptr[:-1], per_row)
         later = np.repeat(per_row, per_row) - within  # entries from this one on
-        total = int(later.sum()) + S.nnz * kd
+        total = int(later.sum()) + S.nnz * (kd + 2)
         if total > max(_PRODUCTS_PER_ENTRY * S.nnz, 1) or total > _MAX_PRODUCTS:
             return None
         left = np.repeat(np.arange(S.nnz), later)
@@ -413,8 +414,12 @@ class SupportBlock:
             keys.append(kt * kt + j * kd + a)
             values.append(v * D[rows, a])
             at.append(rows)
+        base = kt * kt + kt * kd
+        keys += [base + j, base + kt + j]
+        values += [v, v * self._up_rows[rows]]
+        at += [rows, rows]
         Q = sparse.coo_matrix((np.concatenate(values), (np.concatenate(at), np.concatenate(keys))),
-                              shape=(n, kt * kt + kt * kd)).tocsr()
+                              shape=(n, base + 2 * kt)).tocsr()
         Q.sort_indices()
         return Q
 
@@ -466,9 +471,7 @@ class SupportBlock:
         H = np.zeros((k + int(intercept),) * 2)
         dense, thin, D, S = self.dense, self.thin, self.D, self.S
         kt, kd = len(thin), len(dense)
-        both = np.empty((len(c), 2))  # c and its rows pushed up, for one product
-        both[:, 0] = c
-        c_up = np.multiply(c, self._up_rows, out=both[:, 1])
+        c_up = c * self._up_rows
         s_all, s_up = float(c.sum()), float(c_up.sum())
         s_other = s_all - s_up
 
@@ -481,14 +484,16 @@ class SupportBlock:
                 q = Q.T @ c
                 G = np.triu(q[: kt * kt].reshape(kt, kt))
                 G += np.triu(G, 1).T
-                cross = q[kt * kt :].reshape(kt, kd)
+                base = kt * kt + kt * kd
+                cross = q[kt * kt : base].reshape(kt, kd)
+                t_all, t_up = q[base : base + kt], q[base + kt :]
             else:
                 Sc = sparse.csr_matrix((S.data * c[self._rows], S.indices, S.indptr),
                                        shape=S.shape)
                 G = (S.T @ Sc).toarray()
                 cross = (np.column_stack([Sc.T @ D[:, j] for j in range(kd)]) if kd
                          else None)
-            t_all, t_up = (S.T @ both).T
+                t_all, t_up = S.T @ c, S.T @ c_up
             return G, cross, t_all, t_up
 
         # the dense and the thin columns' shares at once, on two cores where allowed
