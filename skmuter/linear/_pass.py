@@ -526,8 +526,8 @@ def pass_data(obj, rows):
 
 
 def _mean_loss(loss, z, y, sw, m, alpha, w):
-    """Mean (weighted) loss plus the ridge term, and the scaled first derivatives."""
-    if sw is None:
-        return loss.value(z, y).sum() / m + 0.5 * alpha * float(w @ w), loss.d1(z, y) / m
-    return ((sw * loss.value(z, y)).sum() / m + 0.5 * alpha * float(w @ w),
-            sw * loss.d1(z, y) / m)
+    """Mean (weighted) loss plus the ridge term, and the scaled first
+    derivatives (the loss's values and derivatives at once)."""
+    values, d1, _ = loss.terms(z, y, sw)
+    d1 /= m
+    return float(values.sum()) / m + 0.5 * alpha * float(w @ w), d1
