@@ -41,11 +41,15 @@ as the net does by default.
 ``--mode verified`` measures verified forgetting (the net's default
 ``forget_tol``) on the paper's setting: a frozen ReLU body, the last layer
 trained under l_inf PGD and under FGSM, removals of 1, 5 and 1% of the rows,
-each request on a fresh copy of the fitted net and judged against
-``skmuter.metrics.retrain`` (the head re-solved from its initialisation). Per
-request it prints the kept rows' robust objective (deterministic attack) of the
-forget and of the retrain relative to doing nothing, the objective-gap fraction
-``(R(u) - R(r)) / (R(0) - R(r))``, the forget and retrain times; at the end, per
+each request on a fresh copy of the fitted net and judged against retrains:
+``skmuter.metrics.retrain`` (the head re-solved from its initialisation) and
+the same exact solve started from the fitted model and from the forget. The
+reference ``r`` is the lowest of the three (the best minimiser of the kept
+rows' objective that is known). Per request it prints the kept rows' robust
+objective (deterministic attack) of the forget and of the three solves
+relative to doing nothing, the objective-gap fraction
+``(R(u) - R(r)) / (R(0) - R(r))`` (and against the retrain from the
+initialisation alone), the forget and retrain times; at the end, per
 attack, the requests whose forget is above ``min(do-nothing, retrain)`` by more
 than 10% of their gap, the median gap fraction, the largest forget/retrain time
 ratio, and the *solver spread*: the robust objective of all rows at the fitted
@@ -251,9 +255,11 @@ def verified(X, y, n_train=1000, n_body=10000, device="cpu", seed=0, epochs=5, a
              f"{info['gradient_norm']:.1e}, converged={net.converged_}); forget_tol="
              f"{net.forget_tol}; solver spread R(fit) - R(retrain of all rows) = "
              f"{spread:+.2e} ({time.perf_counter() - t1:.1f}s)")
-        echo(f"  {'rows':>4s} {'forget-R0':>10s} {'retrain-R0':>10s} {'gap.frac':>8s} "
-             f"{'excess':>8s} {'forget[s]':>9s} {'retrain[s]':>10s} {'ratio':>6s} "
-             f"{'steps':>5s} {'residual':>9s}")
+        echo(f"  {'rows':>4s} {'forget-R0':>10s} {'init-R0':>10s} {'fitted-R0':>10s} "
+             f"{'forget*-R0':>10s} {'gap.frac':>8s} {'(init)':>8s} {'excess':>8s} "
+             f"{'forget[s]':>9s} {'retrain[s]':>10s} {'ratio':>6s} {'steps':>5s} "
+             f"{'residual':>9s}")
+        fitted = net.forgetting_params()
         rng = np.random.default_rng(seed)
         for rep in range(repeats[name]):
             for size in sizes:
@@ -268,33 +274,44 @@ def verified(X, y, n_train=1000, n_body=10000, device="cpu", seed=0, epochs=5, a
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     ref = retrain(un)
-                retrain_time = time.perf_counter() - t0
-                r_u, r_0, r_r = (robust_objective(un), robust_objective(un, net),
-                                 robust_objective(un, ref))
+                    retrain_time = time.perf_counter() - t0
+                    # the same solve started from the fitted model and from the forget
+                    warm = [un.retrain(start=fitted), un.retrain(start="current")]
+                r_u, r_0 = robust_objective(un), robust_objective(un, net)
+                r_i = robust_objective(un, ref)
+                r_w = [robust_objective(un, w) for w in warm]
+                r_r = min([r_i] + r_w)  # the lowest value known: the best retrain
                 gap = abs(r_0 - r_r)
                 # above min(do-nothing, retrain), in units of their gap
                 excess = (r_u - min(r_0, r_r)) / gap if gap > 0 else float("nan")
-                frac = objective_gap_fraction(un, net, ref)
+                frac = (r_u - r_r) / (r_0 - r_r) if r_0 != r_r else float("nan")
+                frac_init = objective_gap_fraction(un, net, ref)
                 rec = un.forget_log_[-1]
-                echo(f"  {size:4d} {r_u - r_0:+10.2e} {r_r - r_0:+10.2e} {frac:+8.2f} "
-                     f"{excess:+8.2f} {forget_time:9.2f} {retrain_time:10.1f} "
-                     f"{forget_time / retrain_time:6.3f} {rec['refine_steps']:5d} "
-                     f"{rec['optimality_residual']:9.2e}")
+                echo(f"  {size:4d} {r_u - r_0:+10.2e} {r_i - r_0:+10.2e} "
+                     f"{r_w[0] - r_0:+10.2e} {r_w[1] - r_0:+10.2e} {frac:+8.2f} "
+                     f"{frac_init:+8.2f} {excess:+8.2f} {forget_time:9.2f} "
+                     f"{retrain_time:10.1f} {forget_time / retrain_time:6.3f} "
+                     f"{rec['refine_steps']:5d} {rec['optimality_residual']:9.2e}")
                 out.append({"attack": name, "size": size, "repeat": rep, "forget_minus_R0":
-                            r_u - r_0, "retrain_minus_R0": r_r - r_0, "gap_fraction": frac,
+                            r_u - r_0, "retrain_minus_R0": r_i - r_0,
+                            "warm_minus_R0": r_w[0] - r_0, "from_forget_minus_R0":
+                            r_w[1] - r_0, "best_minus_R0": r_r - r_0, "gap_fraction": frac,
+                            "gap_fraction_init": frac_init,
                             "excess": excess, "forget_time": forget_time,
                             "retrain_time": retrain_time, "solver_spread": spread,
                             "refine_steps": rec["refine_steps"],
                             "residual": rec["optimality_residual"]})
         mine = [r for r in out if r["attack"] == name]
         above = sum(r["excess"] > 0.1 for r in mine)
-        floor = [r for r in mine if abs(r["retrain_minus_R0"]) > abs(spread)]
+        floor = [r for r in mine if abs(r["best_minus_R0"]) > abs(spread)]
         echo(f"  {name}: {len(mine)} requests; never above doing nothing: "
              f"{all(r['forget_minus_R0'] <= 0 for r in mine)}; above min(do-nothing, "
              f"retrain) by more than 10% of the gap: {above}; median gap fraction "
              f"{np.median([r['gap_fraction'] for r in mine]):+.2f} (over the {len(floor)} "
              f"with a gap above the solver spread: "
              f"{np.median([r['gap_fraction'] for r in floor]) if floor else float('nan'):+.2f}"
+             f"; against the retrain from the initialisation alone: "
+             f"{np.median([r['gap_fraction_init'] for r in mine]):+.2f}"
              f"); largest forget/retrain time ratio "
              f"{max(r['forget_time'] / r['retrain_time'] for r in mine):.3f}")
     return out
