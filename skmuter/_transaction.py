@@ -26,6 +26,8 @@ import weakref
 
 import numpy as np
 
+from ._parallel import blas_share
+
 #: parameters that may change between ``fit`` and ``forget``: the forgetter
 #: (switched before the first request), the verbosity, and how a network's
 #: curvature is stored (dense or matrix-free: the same objective)
@@ -104,8 +106,10 @@ def _read_only_error(exc):
 
 
 def _transaction(est, call, share=()):
-    """Run ``call()`` under the estimator's lock; on any exception restore its state."""
-    with estimator_lock(est):
+    """Run ``call()`` under the estimator's lock; on any exception restore its state.
+
+    Meanwhile BLAS keeps to its share of the cores (:func:`skmuter._parallel.blas_share`)."""
+    with estimator_lock(est), blas_share():
         snapshot = _Snapshot(est, share)
         undo = []
         stack = _undo_stack()

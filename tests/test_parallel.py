@@ -1,6 +1,7 @@
 """Independent parts of a pass on a helper thread (skmuter._parallel): the
 results, their order and the errors are those of running the parts one after
-another, and a forget is the same to the last bit with one thread or two."""
+another, and a forget is the same to the last bit with one thread or two.
+While skmuter's threads hold the cores, BLAS keeps to its share of them."""
 
 import threading
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 from scipy import sparse
 from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from skmuter import AdversarialLogisticRegression, _parallel
+from skmuter._transaction import _transaction
 from skmuter.attacks import PGD
 
 
@@ -96,9 +99,11 @@ def test_forgets_are_the_same_with_one_thread_or_two(monkeypatch):
     for threads in ("1", "2"):
         monkeypatch.setenv("SKMUTER_THREADS", threads)
         est = AdversarialLogisticRegression(attack=PGD(epsilon=0.1, clip=(0, 1)), alpha=1e-2)
-        est.fit(X, y)
-        est.forget([3])
-        est.forget([10, 40, 41])
+        # skmuter's threads alone differ: BLAS at one thread in both runs
+        with threadpool_limits(1, user_api="blas"):
+            est.fit(X, y)
+            est.forget([3])
+            est.forget([10, 40, 41])
         fitted[threads] = est
     one, two = fitted["1"], fitted["2"]
     np.testing.assert_array_equal(one.coef_, two.coef_)
@@ -106,3 +111,62 @@ def test_forgets_are_the_same_with_one_thread_or_two(monkeypatch):
     assert ([r["optimality_residual"] for r in one.forget_log_]
             == [r["optimality_residual"] for r in two.forget_log_])
 
+
+
+def _blas_threads():
+    return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="no BLAS that threadpoolctl can see")
+def test_blas_keeps_to_its_share_of_the_cores_inside_fits_and_forgets(monkeypatch):
+    monkeypatch.setenv("SKMUTER_THREADS", "2")
+    before = _blas_threads()
+    share = max(1, _parallel._cores() // 2)
+    seen = {}
+    est = AdversarialLogisticRegression()
+
+    def call():
+        seen["inside"] = _blas_threads()
+        with _parallel.blas_share():  # nested: the same limit, kept on exit
+            pass
+        seen["after nested"] = _blas_threads()
+        return 1
+
+    assert _transaction(est, call) == 1
+    assert seen["inside"] == seen["after nested"] == [share]
+    assert _blas_threads() == before  # put back
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="no BLAS that threadpoolctl can see")
+def test_blas_limit_from_the_main_thread_only_and_put_back_after_errors(monkeypatch):
+    monkeypatch.setenv("SKMUTER_THREADS", "2")
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        share = [max(1, _parallel._cores() // 2)]
+        seen = {}
+
+        def other():
+            with _parallel.blas_share():
+                seen["other thread"] = _blas_threads()
+
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join(10)
+        with _parallel.blas_share():
+            seen["main"] = _blas_threads()
+            helper = threading.Thread(target=lambda: seen.setdefault("helper",
+                                                                     _blas_threads()))
+            helper.start()
+            helper.join(10)
+        assert seen == {"other thread": before, "main": share, "helper": share}
+        assert _blas_threads() == before
+        with pytest.raises(RuntimeError), _parallel.blas_share():
+            raise RuntimeError("boom")
+        assert _blas_threads() == before
+
+
+def test_one_thread_leaves_blas_as_configured(monkeypatch):
+    monkeypatch.setenv("SKMUTER_THREADS", "1")
+    before = _blas_threads()
+    with _parallel.blas_share():
+        assert _blas_threads() == before
