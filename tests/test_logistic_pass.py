@@ -369,7 +369,7 @@ def test_checkpoint_matches_the_reference(case, shrink):
     s[rows] = 1.0 if sw is None else sw[rows]
     ref = _reference(X, obj.y, theta, s, EPS, ALPHA, est.fit_intercept, low, high,
                      obj.linear_term)
-    point = obj.checkpoint(theta, rows)
+    point = obj.checkpoint(theta, rows, fresh=True)
     assert point is not None
     assert point.value == pytest.approx(ref["value"], rel=1e-12)
     assert_array_equal(point.cols, ref["cols"])
@@ -395,7 +395,7 @@ def test_checkpoint_over_all_rows_without_weights():
     theta[:-1] *= 0.7
     rows = np.arange(len(y))
     ref = _reference(X, obj.y, theta, np.ones(len(y)), EPS, ALPHA, True, 0.0, 1.0)
-    point = obj.checkpoint(theta, rows)
+    point = obj.checkpoint(theta, rows, fresh=True)
     assert point.value == pytest.approx(ref["value"], rel=1e-12)
     assert_allclose(point.residual, ref["residual"], rtol=1e-9, atol=1e-13)
     assert_allclose(point.H, ref["H"], rtol=1e-10, atol=1e-11)
@@ -413,9 +413,9 @@ def _count_sums(monkeypatch):
     calls = []
     original = LogisticWorstCase.sums
 
-    def counted(self, g, cols=None, others=None):
-        calls.append(cols)
-        return original(self, g, cols, others)
+    def counted(self, g, cols=None, others=None, only=None):
+        calls.append(cols if only is None else (only, cols))
+        return original(self, g, cols, others, only)
 
     monkeypatch.setattr(LogisticWorstCase, "sums", counted)
     return calls
@@ -429,7 +429,7 @@ def _fitted_point(binary_model):
     obj = est._objectives[0]
     theta = est._get_thetas()[0]
     rows = np.delete(np.arange(len(X)), [3, 4, 100])
-    return X, est, obj, obj.n_features, theta, rows, obj.checkpoint(theta, rows)
+    return X, est, obj, obj.n_features, theta, rows, obj.checkpoint(theta, rows, fresh=True)
 
 
 def test_a_small_step_is_certified_without_summing_the_zeros(binary_model, monkeypatch):
@@ -441,7 +441,7 @@ def test_a_small_step_is_certified_without_summing_the_zeros(binary_model, monke
     calls = _count_sums(monkeypatch)
     certified = obj.checkpoint(theta2, rows, reference=point)
     assert calls == []  # the zeros were certified, not summed
-    full = obj.checkpoint(theta2, rows)
+    full = obj.checkpoint(theta2, rows, fresh=True)
     assert len(calls) == 1
     zeros = np.flatnonzero(theta2[:d] == 0)
     assert_array_equal(full.residual[zeros], 0.0)
@@ -456,7 +456,7 @@ def test_a_small_step_is_certified_without_summing_the_zeros(binary_model, monke
     theta3 = theta2 + step * np.abs(theta)
     again = obj.checkpoint(theta3, rows, reference=certified)
     assert len(calls) == 1
-    exact = obj.checkpoint(theta3, rows)
+    exact = obj.checkpoint(theta3, rows, fresh=True)
     assert np.all(again.zero_up <= exact.zero_up)
     assert np.all(again.zero_down <= exact.zero_down)
     # against the reference of the summed pass
@@ -470,7 +470,7 @@ def _falls_back(obj, theta2, rows, reference, calls):
     before = len(calls)
     out = obj.checkpoint(theta2, rows, reference=reference)
     assert len(calls) == before + 1  # summed
-    full = obj.checkpoint(theta2, rows)
+    full = obj.checkpoint(theta2, rows, fresh=True)
     assert_allclose(out.residual, full.residual, rtol=1e-14, atol=0)
     assert_allclose(out.zero_up, full.zero_up, rtol=1e-14, atol=0)
     assert_allclose(out.zero_down, full.zero_down, rtol=1e-14, atol=0)
@@ -493,7 +493,7 @@ def test_the_certified_bound_falls_back_to_summing(binary_model, monkeypatch):
     # a reference of another support
     other = theta.copy()
     other[np.flatnonzero(theta[:d])[0]] = 0.0
-    ref_other = obj.checkpoint(other, rows)
+    ref_other = obj.checkpoint(other, rows, fresh=True)
     before = len(calls)
     _falls_back(obj, theta + step, rows, ref_other, calls)
     assert len(calls) == before + 2
@@ -593,7 +593,7 @@ def test_purge_of_every_cache(full_share, monkeypatch):
     assert bool(len(wc.full)) == (full_share < 1)
     B = wc.block(rp.X, support, np.sign(theta[support]))
     kept_before = B.toarray()
-    rp.checkpoint = (obj, obj.checkpoint(theta, np.arange(len(y))))
+    rp.checkpoint = (obj, obj.checkpoint(theta, np.arange(len(y)), fresh=True))
     rows = np.array([0, 50, 51, 359])
     rp.purge(rows)  # outside a transaction: not undoable, in place
     assert rp.checkpoint is None  # computed with the rows
@@ -768,7 +768,7 @@ def test_a_kept_checkpoint_serves_one_matching_sweep(binary_model):
     rows = np.delete(np.arange(len(X)), [8, 9])
     s = np.zeros(len(X))
     s[rows] = obj.sample_weight[rows]
-    point = obj.checkpoint(theta, rows)
+    point = obj.checkpoint(theta, rows, fresh=True)
     ref = _reference(X, obj.y, theta, s, EPS, ALPHA, True, 0.0, 1.0)
     # at the kept point: its gradient and Hessian, once
     obj.keep_checkpoint(point)
@@ -838,7 +838,7 @@ def test_a_failed_forget_leaves_the_worst_cases_intact(binary_model, monkeypatch
     obj, ref_obj = est._objectives[0], untouched._objectives[0]
     rows = np.delete(np.arange(len(X)), [1])
     theta = est._get_thetas()[0] * 0.9
-    p, q = obj.checkpoint(theta, rows), ref_obj.checkpoint(theta, rows)
+    p, q = obj.checkpoint(theta, rows, fresh=True), ref_obj.checkpoint(theta, rows, fresh=True)
     assert_allclose(p.residual, q.residual, rtol=1e-12, atol=1e-15)
     assert_allclose(p.H, q.H, rtol=1e-12)
     wc, ref_wc = obj.row_pass()._worst, ref_obj.row_pass()._worst
@@ -885,3 +885,87 @@ def test_checked_batches_of_forgetters_whose_memory_spans_every_coordinate(forge
     # (the same sums in another order: equal to their rounding)
     assert_allclose(last["optimality_residual"], metrics.gradient_residual(est), rtol=1e-6,
                     atol=1e-15)
+
+
+def _forgets(est, rows, across, monkeypatch):
+    monkeypatch.setattr(logistic_module, "_ACROSS_REQUESTS", across)
+    est = copy.deepcopy(est)
+    for r in rows:
+        est.forget([r])
+    return est
+
+
+def test_requests_start_from_the_published_models_zero_sums(binary_model, monkeypatch):
+    # Each request's first check bounds the part of the zeros summed at the
+    # published model and sums the other part: the same forgets to the last
+    # bit as summing every zero at every check, reading about half as much.
+    X, est = binary_model
+    wc = est._objectives[0].row_pass().logistic_worst_case(est._objectives[0],
+                                                           est._objectives[0].y)
+    dense = wc.part_of(np.arange(X.shape[1]))
+    assert dense.any() and (~dense).any()  # both parts hold columns here
+    rows = [5, 17, 60, 61, 200]  # (the support stays)
+    calls = _count_sums(monkeypatch)
+    plain = _forgets(est, rows, False, monkeypatch)
+    summed_plain = [c for c in calls if not isinstance(c, tuple)]
+    del calls[:]
+    kept = _forgets(est, rows, True, monkeypatch)
+    assert_array_equal(kept.coef_, plain.coef_)
+    assert_array_equal(kept.intercept_, plain.intercept_)
+    assert ([r["optimality_residual"] for r in kept.forget_log_]
+            == [r["optimality_residual"] for r in plain.forget_log_])
+    # never the whole sums while the support stays (only where it changes,
+    # or where a bound does not certify): one part at a request's first
+    # check, one at its published point where a correction step moved it
+    parts = [c for c in calls if isinstance(c, tuple)]
+    assert len(summed_plain) >= len(rows)
+    assert len(calls) == len(parts) <= 2 * len(rows)
+    assert {p[0] for p in parts} == {"thin", "dense"}
+
+
+def test_kept_zero_sums_are_those_of_the_published_model(binary_model, monkeypatch):
+    _, est = binary_model
+    monkeypatch.setattr(logistic_module, "_ACROSS_REQUESTS", True)
+    est = copy.deepcopy(est)
+    obj = est._objectives[0]
+    wc = obj.row_pass().logistic_worst_case(obj, obj.y)
+    for r in (9, 33, 34, 250):
+        est.forget([r])
+        kept = wc.zero_sums
+        theta = est._get_thetas()[0]
+        rows = np.flatnonzero(est._kept_mask())
+        assert_array_equal(kept.theta, theta)
+        assert kept.exact.any() and not kept.exact.all()  # one part of the zeros
+        fresh = obj.checkpoint(theta, rows, fresh=True)
+        assert_array_equal(kept.zeros, fresh.zeros)
+        assert_allclose(kept.g1, fresh.g1, rtol=1e-13, atol=1e-300)
+        assert not np.any(kept.g1[est.forgotten_])  # nothing of the forgotten rows
+        A, B = fresh.zero_sums
+        assert_allclose(kept.A[kept.exact], A[kept.exact], rtol=1e-12, atol=1e-12)
+        assert_allclose(kept.B[kept.exact], B[kept.exact], rtol=1e-12, atol=1e-12)
+        # a check nearby starts from them: lower bounds of the exact values
+        step = np.random.default_rng(r).uniform(-1, 1, len(theta)) * 1e-5 * np.abs(theta)
+        near = obj.checkpoint(theta + step, rows)
+        exact = obj.checkpoint(theta + step, rows, fresh=True)
+        assert near.zero_exact is not None and not near.zero_exact.all()
+        assert np.all(near.zero_up <= exact.zero_up + 1e-15)
+        assert np.all(near.zero_down <= exact.zero_down + 1e-15)
+        assert_allclose(near.zero_up[near.zero_exact], exact.zero_up[near.zero_exact],
+                        rtol=1e-13, atol=1e-16)
+        assert_allclose(near.residual, exact.residual, rtol=1e-14, atol=0)
+
+
+def test_zero_sums_of_an_unchecked_model_are_dropped(binary_model, monkeypatch):
+    # taken at a model fitted on a row that a later unchecked request removes:
+    # the purge drops them
+    _, est = binary_model
+    monkeypatch.setattr(logistic_module, "_ACROSS_REQUESTS", True)
+    est = copy.deepcopy(est)
+    obj = est._objectives[0]
+    wc = obj.row_pass().logistic_worst_case(obj, obj.y)
+    assert wc.zero_sums is not None  # the fit's
+    est.set_params(forget_tol=None).forget([12])
+    assert wc.zero_sums is None
+    est.set_params(forget_tol=1e-9).forget([13])
+    assert wc.zero_sums is not None
+    assert_array_equal(wc.zero_sums.theta, est._get_thetas()[0])

@@ -39,14 +39,19 @@ import numpy as np
 from scipy import sparse
 
 from .._parallel import in_parallel
-from .._transaction import row_entries
+from .._transaction import record_undo, row_entries
 from ._kkt import min_norm_subgradient
 from ._worst_case import _RoomAbove, _RoomBelow
 
-__all__ = ["Checkpoint", "LogisticWorstCase", "SupportBlock", "checkpoint"]
+__all__ = ["Checkpoint", "LogisticWorstCase", "SupportBlock", "ZeroSums", "checkpoint",
+           "keep_zero_sums"]
 
 #: relative safety of the certified bound of the zeros (rounding of the sums)
 _ROUNDING = 1e-12
+
+#: a request's first check starts from the published model's exact sums of
+#: the zeros (:class:`ZeroSums`)
+_ACROSS_REQUESTS = True
 
 #: entries of one block of rows of a Hessian sweep (its buffer stays in the
 #: processor's cache)
@@ -164,6 +169,9 @@ class LogisticWorstCase:
                        + np.bincount(self.S2.indices, minlength=d)).astype(np.int64)
         self._block = {}
         self._zero_columns = {}
+        #: the zeros' exact sums at the published model (:class:`ZeroSums`),
+        #: or None: what the next request's first check starts from
+        self.zero_sums = None
 
     def _pair(self, W2):
         """Hold the second matrix's dense columns ``W2`` as the first one's
@@ -220,26 +228,31 @@ class LogisticWorstCase:
         z += np.where(self.pos, up, down)
         return z
 
-    def sums(self, g, cols=None, others=None):
+    def sums(self, g, cols=None, others=None, only=None):
         """``(M1^T g, M2^T g)`` for per-row values ``g``, on the columns
         ``cols`` (all when None; ``others`` are the remaining ones, given
         with ``cols``). Few entries in ``cols``: from a copy of those columns,
-        kept until they change."""
+        kept until they change. ``only='thin'`` or ``'dense'`` computes only
+        the columns of the sparse parts or only the dense ones (:meth:`part_of`):
+        the other entries of the result are then not the sums."""
         g_up = float(g @ self.pos)
         g_down = float(g.sum()) - g_up
         P0, Q0 = self.P0, self.Q0
         parts = (self.S1, self.S2)
         if cols is not None:
             P0, Q0 = P0[cols], Q0[cols]
-            parts = self._columns(cols, others) or (None, None)
+            parts = (self._columns(cols, others) if only != "dense" else None) or (None, None)
             at = np.searchsorted(self.full, cols)
             at[at == len(self.full)] = 0
             held = self.full[at] == cols if len(self.full) else np.zeros(len(cols), bool)
             at = at[held]
+        thin, dense = only != "dense", only != "thin"
 
         def sparse_part(part, whole, zero):
             # M^T g on the columns: the sparse part (of those columns or of
             # all) and the zero inputs' constants
+            if not thin:
+                return zero
             out = np.asarray(part.T @ g if part is not None else (whole.T @ g)[cols]).ravel()
             out += zero
             return out
@@ -249,7 +262,8 @@ class LogisticWorstCase:
         # second's sparse part, its dense columns' share beyond the first
         # one's and the dense product's other rows
         n, kf = self.W1.shape
-        entries = [(whole if part is None else part).nnz for part, whole in
+        kf = kf if dense else 0
+        entries = [(whole if mine is None else mine).nnz if thin else 0 for mine, whole in
                    zip(parts, (self.S1, self.S2))]
         # (a stored entry reads 12 bytes, a dense one 8)
         rest = 1.5 * (entries[1] + self.E.nnz - entries[0]) + self.W2.size
@@ -281,6 +295,12 @@ class LogisticWorstCase:
                 B[held] += W2g[at]
         return A, B
 
+    def part_of(self, cols):
+        """Which of ``cols`` are held dense (True) or in the sparse parts."""
+        held = np.zeros(len(self.Q0), dtype=bool)
+        held[self.full] = True
+        return held[cols]
+
     def _columns(self, cols, others):
         """The sparse parts on ``cols``, cached; None when those columns hold
         most entries (the whole matrices are then read)."""
@@ -307,8 +327,13 @@ class LogisticWorstCase:
 
     def purge(self, rows, zero_csr_rows):
         """Erase ``rows`` (values and, through ``zero_csr_rows``, the positions
-        of the sparse parts' entries)."""
+        of the sparse parts' entries). The zeros' sums are dropped when they
+        were taken with one of ``rows`` (at a model not checked since)."""
         rows = np.asarray(rows).ravel()
+        kept = self.zero_sums
+        if kept is not None and np.any(kept.g1[rows]):
+            self.zero_sums = None
+            record_undo(lambda: setattr(self, "zero_sums", kept))
         for S in (self.S1, self.S2):
             self.counts -= np.bincount(S.indices[row_entries(S.indptr, rows)[0]],
                                        minlength=len(self.counts))
@@ -587,10 +612,15 @@ class Checkpoint:
         computed when first read).
     g1 : ndarray of shape (n_samples,)
         The rows' weighted loss derivatives.
+    zeros : ndarray of int
+        The zero weights.
     zero_up, zero_down : ndarray
         Lower bounds (exact after a full pass) of the one-sided mean
         derivatives at the zeros, ``w_j`` increasing and decreasing; a zero is
         optimal when both are >= 0.
+    zero_exact, zero_sums : ndarray of bool, (ndarray, ndarray)
+        The zeros whose sums ``M1^T g1``, ``M2^T g1`` were summed exactly here,
+        and those sums (None, (None, None) where all were bounded).
     """
 
     def __init__(self, **fields):
@@ -609,7 +639,7 @@ class Checkpoint:
         return self._H
 
 
-def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
+def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False):
     """One pass of the logistic l_inf objective at ``theta`` over the rows of
     ``weights`` (None: all), from the prepared pass ``rp`` and its worst cases
     ``wc``; a :class:`Checkpoint`, or None when the support is too large for
@@ -655,6 +685,7 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
         mean = mean + lt[cols] / m
     residual[cols] = mean
     certified = False
+    exact = sums_A = sums_B = None  # the zeros summed exactly here, and their sums
     if reference is not None and np.array_equal(reference.support, support) \
             and np.array_equal(reference.signs, signs):
         moved = float(np.abs(g1 - reference.g1) @ wc.row_bound) / m
@@ -663,16 +694,75 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None):
         zero_up = reference.zero_up - moved
         zero_down = reference.zero_down - moved
         certified = bool(np.all(zero_up >= 0) and np.all(zero_down >= 0))
+    elif reference is None and not fresh and _ACROSS_REQUESTS and wc.zero_sums is not None \
+            and np.array_equal(wc.zero_sums.zeros, zeros):
+        # the published model's exact sums (a part of the zeros' columns):
+        # those columns bounded from them, the others summed here
+        kept = wc.zero_sums
+        moved = float(np.abs(g1 - kept.g1) @ wc.row_bound)
+        moved = moved * (1.0 + _ROUNDING) + _ROUNDING * float(
+            (np.abs(g1) + np.abs(kept.g1)) @ wc.row_bound)
+        sums_A, sums_B = kept.A - moved, kept.B + moved  # M1^T g >= .., M2^T g <= ..
+        exact = ~kept.exact
+        if exact.any():
+            dense = wc.part_of(zeros)
+            for only, sel in (("thin", exact & ~dense), ("dense", exact & dense)):
+                if sel.any():
+                    A, B = wc.sums(g1, zeros, support, only=only)
+                    sums_A[sel], sums_B[sel] = A[sel], B[sel]
+        zero_up, zero_down = sums_A / m, -sums_B / m
+        if lt is not None:
+            zero_up += lt[zeros] / m
+            zero_down -= lt[zeros] / m
+        certified = bool(np.all(zero_up >= 0) and np.all(zero_down >= 0))
+        if not certified:
+            exact = sums_A = sums_B = None
     if not certified:
-        A, B = wc.sums(g1, zeros, support)
-        gp = A / m
-        gm = -B / m
+        sums_A, sums_B = wc.sums(g1, zeros, support)
+        exact = np.ones(len(zeros), dtype=bool)
+        gp = sums_A / m
+        gm = -sums_B / m
         if lt is not None:
             gp += lt[zeros] / m
             gm -= lt[zeros] / m
         residual[zeros] = min_norm_subgradient(gp, gm, np.zeros(len(zeros)))
         zero_up, zero_down = gp, gm
     return Checkpoint(value=value, residual=residual, cols=cols, g=g, g1=g1,
-                      support=support, signs=signs, zero_up=zero_up,
-                      zero_down=zero_down, theta=theta.copy(), _H=None,
-                      _hessian_from=(obj, block, c, m))
+                      support=support, signs=signs, zeros=zeros, zero_up=zero_up,
+                      zero_down=zero_down, zero_exact=exact, zero_sums=(sums_A, sums_B),
+                      theta=theta.copy(), _H=None, _hessian_from=(obj, block, c, m))
+
+
+class ZeroSums:
+    """The zeros' sums ``M1^T g1`` and ``M2^T g1`` at a published model, over
+    its kept rows, exact on the columns ``exact`` (a part: the sparse or the
+    dense ones). The next request's first check bounds those columns from
+    them (each sum moved by at most ``sum_i |g1_i - g1'_i| (max_j |x_ij| +
+    eps)``, removed rows included: their ``g1`` is 0 afterwards) and sums the
+    others, so that each request reads about half of the zeros' entries.
+    Everything here is a function of the kept rows and the published model;
+    a purge drops it when it was taken with a purged row."""
+
+    def __init__(self, theta, zeros, g1, A, B, exact):
+        self.theta, self.zeros, self.g1 = theta, zeros, g1
+        self.A, self.B, self.exact = A, B, exact
+
+
+def keep_zero_sums(wc, point):
+    """Keep the zeros' exact sums of the published ``point`` for the next
+    request (:class:`ZeroSums`), summing one part of them first where the
+    point has none exact (a correction step's point, certified by a bound)."""
+    zeros = point.zeros
+    exact, (A, B) = point.zero_exact, point.zero_sums
+    if exact is None or (len(zeros) and not exact.any()):
+        dense = wc.part_of(zeros)
+        # the sparse columns where there are (the part a first check sums
+        # next is then the other one)
+        only = "thin" if (~dense).any() else "dense"
+        exact = ~dense if only == "thin" else dense
+        A, B = wc.sums(point.g1, zeros, point.support, only=only)
+        point.zero_exact, point.zero_sums = exact, (A, B)
+    old = wc.zero_sums
+    wc.zero_sums = ZeroSums(point.theta, zeros, point.g1, np.where(exact, A, 0.0),
+                            np.where(exact, B, 0.0), exact.copy())
+    record_undo(lambda: setattr(wc, "zero_sums", old))

@@ -34,7 +34,7 @@ from .._losses import get_loss
 from .._objective import BaseObjective, iter_chunks
 from ._kinks import KinkModel, Ties
 from ._kkt import l2_zero_subgradient, linf_subgradient, subgradient_from_split
-from ._logistic import checkpoint
+from ._logistic import checkpoint, keep_zero_sums
 from ._paper import paper_hessian
 from ._pass import RowPass, cacheable, pass_data
 from ._worst_case import bind
@@ -567,7 +567,7 @@ class LinearObjective(BaseObjective):
         return g, H
 
     # ---- checked requests: one pass per point ------------------------------
-    def checkpoint(self, theta, rows, reference=None):
+    def checkpoint(self, theta, rows, reference=None, fresh=False):
         """Everything a check needs at ``theta`` over ``rows`` from one pass (a
         ``Checkpoint`` of ``skmuter.linear._logistic``): the value, the minimal
         subgradient, and the summed gradient and total Hessian on the free
@@ -575,7 +575,10 @@ class LinearObjective(BaseObjective):
         compressed pass over most rows; None otherwise (the caller takes the
         general passes). ``reference``: a checkpoint of the same request at
         the same signs, from which the zeros' conditions may be certified
-        without summing them again."""
+        without summing them again. Without one, the first check of a request
+        starts from the zeros' exact sums kept at the published model (half
+        of them; see :class:`~skmuter.linear._logistic.ZeroSums`); ``fresh``
+        sums every zero here instead."""
         if not (self.loss.name == "logistic" and self.threat.norm == "inf"
                 and self.threat.epsilon > 0) or getattr(self, "chunked_pass", None):
             return None
@@ -586,7 +589,7 @@ class LinearObjective(BaseObjective):
         wc = rp.logistic_worst_case(self, y)
         if wc is None:
             return None
-        point = checkpoint(rp, wc, self, theta, y, weights, m, reference)
+        point = checkpoint(rp, wc, self, theta, y, weights, m, reference, fresh)
         if point is not None:
             point.rows = rows
         return point
@@ -595,8 +598,24 @@ class LinearObjective(BaseObjective):
         """Keep ``point`` (the last checkpoint of a checked request) for the
         forgetter's memory at the same model: :meth:`grad_hessian_sum` there
         returns its gradient and Hessian without a pass, once. Held by the
-        prepared pass (never pickled, cleared by a purge)."""
-        self.row_pass().checkpoint = (self, point)
+        prepared pass (never pickled, cleared by a purge). Its zeros' sums
+        stay for the next request's first check
+        (:class:`~skmuter.linear._logistic.ZeroSums`)."""
+        rp = self.row_pass()
+        rp.checkpoint = (self, point)
+        wc = rp.logistic_worst_case(self, self.y)
+        if wc is not None:
+            # the zeros' exact sums there, for the next request's first check
+            keep_zero_sums(wc, point)
+
+    def drop_stale_zero_sums(self, theta):
+        """Drop the zeros' sums kept for the next request unless they were
+        taken at the published ``theta`` (a result changed after its check)."""
+        rp = self.pass_cache.get("rows")
+        wc = getattr(rp, "_worst", None)
+        kept = getattr(wc, "zero_sums", None)
+        if kept is not None and wc.y is self.y and not np.array_equal(kept.theta, theta):
+            wc.zero_sums = None
 
     def _take_checkpoint(self, theta, rows, cols, kind, points):
         rp = self.pass_cache.get("rows")
