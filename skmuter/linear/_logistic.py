@@ -626,6 +626,14 @@ class Checkpoint:
     def __init__(self, **fields):
         self.__dict__.update(fields)
 
+    def complete(self):
+        """Take the zeros' conditions of a point made with ``defer``
+        (nothing when they are taken already); returns the point."""
+        if self.pending is not None:
+            args, self.pending = self.pending, None
+            _zero_conditions(self, *args)
+        return self
+
     @property
     def H(self):
         """The summed total Hessian on ``cols`` (computed on first use: a step
@@ -639,7 +647,8 @@ class Checkpoint:
         return self._H
 
 
-def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False):
+def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False,
+               defer=False):
     """One pass of the logistic l_inf objective at ``theta`` over the rows of
     ``weights`` (None: all), from the prepared pass ``rp`` and its worst cases
     ``wc``; a :class:`Checkpoint`, or None when the support is too large for
@@ -651,7 +660,15 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False):
     in magnitude, so it moved by at most ``e = sum_i |g1_i - g1'_i|
     (max_j |x_ij| + eps) / m``. Where every zero's lower bounds minus ``e``
     stay >= 0, every zero is optimal at ``theta`` too and the minimal
-    subgradient is exactly 0 there; otherwise the pass sums them.
+    subgradient is exactly 0 there; otherwise the pass sums them. Without
+    one, the zeros' sums kept at the published model (:class:`ZeroSums`)
+    serve the same way for the part of the columns they hold exactly, and
+    the other part is summed; ``fresh`` sums them all.
+
+    With ``defer`` the zeros are left for later (``point.pending``; their
+    residual entries are 0 meanwhile): :meth:`Checkpoint.complete` takes
+    them when the point may be published. A point where the support's own
+    residual already calls for a step needs no zeros.
     """
     from ._pass import _SUPPORT_COLUMNS, cacheable
 
@@ -684,9 +701,27 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False):
     if lt is not None:
         mean = mean + lt[cols] / m
     residual[cols] = mean
+    point = Checkpoint(value=value, residual=residual, cols=cols, g=g, g1=g1,
+                       support=support, signs=signs, zeros=zeros, zero_up=None,
+                       zero_down=None, zero_exact=None, zero_sums=(None, None),
+                       theta=theta.copy(), pending=None, _H=None,
+                       _hessian_from=(obj, block, c, m))
+    point.pending = (wc, obj, m, reference, fresh)
+    if not defer:
+        point.complete()
+    return point
+
+
+def _zero_conditions(point, wc, obj, m, reference, fresh):
+    """The zeros' part of a checkpoint (see :func:`checkpoint`): their lower
+    bounds and, where summed, their exact sums; the minimal subgradient there."""
+    g1, zeros, support, signs = point.g1, point.zeros, point.support, point.signs
+    lt = obj.linear_term
+    residual = point.residual
     certified = False
     exact = sums_A = sums_B = None  # the zeros summed exactly here, and their sums
-    if reference is not None and np.array_equal(reference.support, support) \
+    if reference is not None and reference.pending is None \
+            and np.array_equal(reference.support, support) \
             and np.array_equal(reference.signs, signs):
         moved = float(np.abs(g1 - reference.g1) @ wc.row_bound) / m
         moved = moved * (1.0 + _ROUNDING) + _ROUNDING * float(
@@ -694,7 +729,7 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False):
         zero_up = reference.zero_up - moved
         zero_down = reference.zero_down - moved
         certified = bool(np.all(zero_up >= 0) and np.all(zero_down >= 0))
-    elif reference is None and not fresh and _ACROSS_REQUESTS and wc.zero_sums is not None \
+    elif not fresh and _ACROSS_REQUESTS and wc.zero_sums is not None \
             and np.array_equal(wc.zero_sums.zeros, zeros):
         # the published model's exact sums (a part of the zeros' columns):
         # those columns bounded from them, the others summed here
@@ -727,10 +762,8 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False):
             gm -= lt[zeros] / m
         residual[zeros] = min_norm_subgradient(gp, gm, np.zeros(len(zeros)))
         zero_up, zero_down = gp, gm
-    return Checkpoint(value=value, residual=residual, cols=cols, g=g, g1=g1,
-                      support=support, signs=signs, zeros=zeros, zero_up=zero_up,
-                      zero_down=zero_down, zero_exact=exact, zero_sums=(sums_A, sums_B),
-                      theta=theta.copy(), _H=None, _hessian_from=(obj, block, c, m))
+    point.zero_up, point.zero_down = zero_up, zero_down
+    point.zero_exact, point.zero_sums = exact, (sums_A, sums_B)
 
 
 class ZeroSums:

@@ -567,7 +567,7 @@ class LinearObjective(BaseObjective):
         return g, H
 
     # ---- checked requests: one pass per point ------------------------------
-    def checkpoint(self, theta, rows, reference=None, fresh=False):
+    def checkpoint(self, theta, rows, reference=None, fresh=False, defer=False):
         """Everything a check needs at ``theta`` over ``rows`` from one pass (a
         ``Checkpoint`` of ``skmuter.linear._logistic``): the value, the minimal
         subgradient, and the summed gradient and total Hessian on the free
@@ -578,7 +578,8 @@ class LinearObjective(BaseObjective):
         without summing them again. Without one, the first check of a request
         starts from the zeros' exact sums kept at the published model (half
         of them; see :class:`~skmuter.linear._logistic.ZeroSums`); ``fresh``
-        sums every zero here instead."""
+        sums every zero here instead. ``defer`` leaves the zeros to the
+        point's ``complete()`` (a point that a step leaves needs none)."""
         if not (self.loss.name == "logistic" and self.threat.norm == "inf"
                 and self.threat.epsilon > 0) or getattr(self, "chunked_pass", None):
             return None
@@ -589,7 +590,7 @@ class LinearObjective(BaseObjective):
         wc = rp.logistic_worst_case(self, y)
         if wc is None:
             return None
-        point = checkpoint(rp, wc, self, theta, y, weights, m, reference, fresh)
+        point = checkpoint(rp, wc, self, theta, y, weights, m, reference, fresh, defer)
         if point is not None:
             point.rows = rows
         return point
@@ -602,7 +603,7 @@ class LinearObjective(BaseObjective):
         stay for the next request's first check
         (:class:`~skmuter.linear._logistic.ZeroSums`)."""
         rp = self.row_pass()
-        rp.checkpoint = (self, point)
+        rp.checkpoint = (self, point.complete())
         wc = rp.logistic_worst_case(self, self.y)
         if wc is not None:
             # the zeros' exact sums there, for the next request's first check

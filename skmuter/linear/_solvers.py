@@ -364,7 +364,9 @@ def _checked_newton(obj, theta, rows, tol, max_steps, start=None, memory=None):
     tolerance, without a Hessian sweep at a point that is not published.
     Should that step not descend, it is taken again with the exact Hessian.
     """
-    point = getattr(obj, "checkpoint", lambda *a, **k: None)(theta, rows)
+    # the zeros of a point are taken only where it may be published: a point
+    # whose support alone calls for a step needs none
+    point = getattr(obj, "checkpoint", lambda *a, **k: None)(theta, rows, defer=True)
     if point is None:
         return theta, None, 0
     d = obj.n_features
@@ -374,12 +376,15 @@ def _checked_newton(obj, theta, rows, tol, max_steps, start=None, memory=None):
              and memory.shape == (len(point.cols),) * 2
              and np.array_equal(np.flatnonzero(obj.free_mask(start)), point.cols))
     while True:
+        if float(np.linalg.norm(point.residual)) <= tol or steps >= max_steps \
+                or not len(point.cols):
+            point.complete()
         residual = float(np.linalg.norm(point.residual))
         if residual <= tol:
             obj.keep_checkpoint(point)
             return theta, residual, steps
-        if steps >= max_steps or np.any(point.residual[:d][theta[:d] == 0]) \
-                or not len(point.cols):
+        if steps >= max_steps or not len(point.cols) or (
+                point.pending is None and np.any(point.residual[:d][theta[:d] == 0])):
             return theta, None, steps
         g = point.g if linear is None else point.g + linear
         A = memory if quasi and not steps else point.H
@@ -388,7 +393,7 @@ def _checked_newton(obj, theta, rows, tol, max_steps, start=None, memory=None):
         cand[point.cols] += step
         new = None
         if np.all(np.sign(cand[:d][point.support]) == point.signs):
-            new = obj.checkpoint(cand, rows, reference=point)
+            new = obj.checkpoint(cand, rows, reference=point, defer=True)
         if new is None or not new.value <= point.value + 1e-14 * abs(point.value):
             if A is memory:
                 quasi = False  # again from theta, with the Hessian there
