@@ -927,12 +927,16 @@ def test_requests_start_from_the_published_models_zero_sums(binary_model, monkey
     assert [p[0] for p in parts] == ["thin", "dense", "thin", "dense", "thin"]
 
 
-def test_kept_zero_sums_are_those_of_the_published_model(binary_model, monkeypatch):
-    _, est = binary_model
+def _with_kept_sums(binary_model, monkeypatch):
+    """A copy of the model, its objective and its worst cases, kept sums on."""
     monkeypatch.setattr(logistic_module, "_ACROSS_REQUESTS", True)
-    est = copy.deepcopy(est)
+    est = copy.deepcopy(binary_model[1])
     obj = est._objectives[0]
-    wc = obj.row_pass().logistic_worst_case(obj, obj.y)
+    return est, obj, obj.row_pass().logistic_worst_case(obj, obj.y)
+
+
+def test_kept_zero_sums_are_those_of_the_published_model(binary_model, monkeypatch):
+    est, obj, wc = _with_kept_sums(binary_model, monkeypatch)
     for r in (9, 33, 34, 250):
         est.forget([r])
         kept = wc.zero_sums
@@ -962,11 +966,7 @@ def test_kept_zero_sums_are_those_of_the_published_model(binary_model, monkeypat
 def test_zero_sums_of_an_unchecked_model_are_dropped(binary_model, monkeypatch):
     # taken at a model fitted on a row that a later unchecked request removes:
     # the purge drops them
-    _, est = binary_model
-    monkeypatch.setattr(logistic_module, "_ACROSS_REQUESTS", True)
-    est = copy.deepcopy(est)
-    obj = est._objectives[0]
-    wc = obj.row_pass().logistic_worst_case(obj, obj.y)
+    est, _, wc = _with_kept_sums(binary_model, monkeypatch)
     assert wc.zero_sums is not None  # the fit's
     est.set_params(forget_tol=None).forget([12])
     assert wc.zero_sums is None

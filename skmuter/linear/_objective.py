@@ -577,7 +577,7 @@ class LinearObjective(BaseObjective):
         the same signs, from which the zeros' conditions may be certified
         without summing them again. Without one, the first check of a request
         starts from the zeros' exact sums kept at the published model (half
-        of them; see :class:`~skmuter.linear._logistic.ZeroSums`); ``fresh``
+        of them; see ``ZeroSums`` of ``skmuter.linear._logistic``); ``fresh``
         sums every zero here instead. ``defer`` leaves the zeros to the
         point's ``complete()`` (a point that a step leaves needs none)."""
         if not (self.loss.name == "logistic" and self.threat.norm == "inf"
@@ -601,7 +601,7 @@ class LinearObjective(BaseObjective):
         returns its gradient and Hessian without a pass, once. Held by the
         prepared pass (never pickled, cleared by a purge). Its zeros' sums
         stay for the next request's first check
-        (:class:`~skmuter.linear._logistic.ZeroSums`)."""
+        (``ZeroSums`` of ``skmuter.linear._logistic``)."""
         rp = self.row_pass()
         rp.checkpoint = (self, point.complete())
         wc = rp.logistic_worst_case(self, self.y)
