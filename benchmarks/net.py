@@ -280,11 +280,12 @@ def verified(X, y, n_train=1000, n_body=10000, device="cpu", seed=0, epochs=5, a
                 r_u, r_0 = robust_objective(un), robust_objective(un, net)
                 r_i = robust_objective(un, ref)
                 r_w = [robust_objective(un, w) for w in warm]
-                r_r = min([r_i] + r_w)  # the lowest value known: the best retrain
+                # the lowest value known: the best retrain
+                r_r, best = min(zip([r_i] + r_w, [ref] + warm), key=lambda p: p[0])
                 gap = abs(r_0 - r_r)
                 # above min(do-nothing, retrain), in units of their gap
                 excess = (r_u - min(r_0, r_r)) / gap if gap > 0 else float("nan")
-                frac = (r_u - r_r) / (r_0 - r_r) if r_0 != r_r else float("nan")
+                frac = objective_gap_fraction(un, net, best)
                 frac_init = objective_gap_fraction(un, net, ref)
                 rec = un.forget_log_[-1]
                 echo(f"  {size:4d} {r_u - r_0:+10.2e} {r_i - r_0:+10.2e} "

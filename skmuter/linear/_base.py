@@ -897,7 +897,7 @@ class BaseAdversarialLinear(ForgetMixin, CachedParamNames, BaseEstimator):
             record_undo(cache.clear)
             self._objectives[0].purge_rows(rows)
             for obj, theta in zip(self._objectives, self._get_thetas()):
-                obj.drop_stale_zero_sums(theta)
+                obj.drop_stale_zero_sums(theta, rows)
 
     def _transaction_shared(self):
         """Large arrays a forget transaction keeps by reference (not copied):

@@ -328,13 +328,8 @@ class LogisticWorstCase:
 
     def purge(self, rows, zero_csr_rows):
         """Erase ``rows`` (values and, through ``zero_csr_rows``, the positions
-        of the sparse parts' entries). The zeros' sums are dropped when they
-        were taken with one of ``rows`` (at a model not checked since)."""
+        of the sparse parts' entries)."""
         rows = np.asarray(rows).ravel()
-        kept = self.zero_sums
-        if kept is not None and np.any(kept.g1[rows]):
-            self.zero_sums = None
-            record_undo(lambda: setattr(self, "zero_sums", kept))
         for S in (self.S1, self.S2):
             self.counts -= np.bincount(S.indices[row_entries(S.indptr, rows)[0]],
                                        minlength=len(self.counts))
@@ -705,9 +700,8 @@ def checkpoint(rp, wc, obj, theta, y, weights, m, reference=None, fresh=False,
     point = Checkpoint(value=value, residual=residual, cols=cols, g=g, g1=g1,
                        support=support, signs=signs, zeros=zeros, zero_up=None,
                        zero_down=None, zero_exact=None, zero_sums=(None, None),
-                       theta=theta.copy(), pending=None, _H=None,
-                       _hessian_from=(obj, block, c, m))
-    point.pending = (wc, obj, m, reference, fresh)
+                       theta=theta.copy(), pending=(wc, obj, m, reference, fresh),
+                       _H=None, _hessian_from=(obj, block, c, m))
     if not defer:
         point.complete()
     return point
@@ -792,7 +786,8 @@ class ZeroSums:
     eps)``, removed rows included: their ``g1`` is 0 afterwards) and sums the
     others, so that each request reads about half of the zeros' entries.
     Everything here is a function of the kept rows and the published model;
-    a purge drops it when it was taken with a purged row."""
+    the estimator's purge drops it otherwise
+    (:meth:`~skmuter.linear.LinearObjective.drop_stale_zero_sums`)."""
 
     def __init__(self, theta, zeros, g1, A, B, exact):
         self.theta, self.zeros, self.g1 = theta, zeros, g1

@@ -609,13 +609,16 @@ class LinearObjective(BaseObjective):
             # the zeros' exact sums there, for the next request's first check
             keep_zero_sums(wc, point)
 
-    def drop_stale_zero_sums(self, theta):
-        """Drop the zeros' sums kept for the next request unless they were
-        taken at the published ``theta`` (a result changed after its check)."""
+    def drop_stale_zero_sums(self, theta, rows):
+        """After a purge of ``rows``: drop the zeros' sums kept for the next
+        request unless they were taken at the published ``theta`` without
+        those rows (else they hold a model changed after its check, or the
+        rows themselves)."""
         rp = self.pass_cache.get("rows")
         wc = getattr(rp, "_worst", None)
         kept = getattr(wc, "zero_sums", None)
-        if kept is not None and wc.y is self.y and not np.array_equal(kept.theta, theta):
+        if kept is not None and wc.y is self.y and (
+                not np.array_equal(kept.theta, theta) or np.any(kept.g1[rows])):
             wc.zero_sums = None
 
     def _take_checkpoint(self, theta, rows, cols, kind, points):
